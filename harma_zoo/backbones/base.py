@@ -1,0 +1,95 @@
+"""The uniform surface every backbone family implements."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import Compose
+
+from harma_zoo.data import transforms
+from harma_zoo.hooks import InsertionPoint
+
+TextTokens = dict[str, torch.Tensor]
+
+
+class DualEncoder(nn.Module):
+    """A dual-encoder vision-language model seen through one small interface.
+
+    Subclasses wrap one kind of model, register themselves in ``BACKBONES`` and
+    implement the encoders, the tokenizer and the insertion points. Parameters whose
+    names start with ``image_prefixes`` / ``text_prefixes`` form the two towers;
+    anything else (a CLIP logit scale, an ITM head) is not used for embedding.
+    """
+
+    image_prefixes: tuple[str, ...] = ()
+    text_prefixes: tuple[str, ...] = ()
+    main_option: str = "source"  # the option that ``family:VALUE`` on the command line sets
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+    # --- encoders -------------------------------------------------------------------
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Projected, unnormalised image embeddings (batch, dim)."""
+        raise NotImplementedError
+
+    def text_features(self, tokens: TextTokens) -> torch.Tensor:
+        """Projected, unnormalised text embeddings (batch, dim)."""
+        raise NotImplementedError
+
+    def tokenize(self, texts: Sequence[str]) -> TextTokens:
+        """Token tensors for already cleaned captions, padded to the family's length."""
+        raise NotImplementedError
+
+    def insertion_points(self) -> list[InsertionPoint]:
+        """Every block's MLP and attention branch in both towers, in block order."""
+        raise NotImplementedError
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        features = self.image_features(pixels)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, tokens: TextTokens, normalize: bool = True) -> torch.Tensor:
+        features = self.text_features(tokens)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    # --- transforms -----------------------------------------------------------------
+    def train_transform(self) -> Compose:
+        return transforms.train_transform(self.image_size, self.mean, self.std)
+
+    def eval_transform(self) -> Compose:
+        return transforms.eval_transform(self.image_size, self.mean, self.std)
+
+    # --- parameters -----------------------------------------------------------------
+    def tower_of(self, parameter_name: str) -> str:
+        """"image", "text" or "other" for a parameter name relative to this module."""
+        if parameter_name.startswith(self.image_prefixes):
+            return "image"
+        if parameter_name.startswith(self.text_prefixes):
+            return "text"
+        return "other"
+
+    def embedding_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """The parameters of the two towers: what full fine-tuning trains."""
+        for name, parameter in self.named_parameters():
+            if self.tower_of(name) != "other":
+                yield name, parameter
+
+    def fingerprint(self) -> str:
+        """sha256 over the names, shapes and values of the backbone's own weights.
+
+        Adapter checkpoints record it so that they are never loaded onto other weights.
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()

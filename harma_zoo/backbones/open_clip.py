@@ -1,0 +1,128 @@
+"""OpenCLIP family: any OpenCLIP architecture, SigLIP ones included.
+
+Weights come from an OpenCLIP pretrained tag (``laion2b_s34b_b79k``), an
+``hf-hub:org/repo`` model id, or a local checkpoint file loaded onto the
+architecture. GeoRSCLIP and RemoteCLIP release plain OpenCLIP state dicts for the
+``-quickgelu`` ViT models, so they load as local files (``.pt`` files are read with
+``weights_only=True``: nothing is unpickled but tensors).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import open_clip
+from open_clip.timm_model import TimmModel
+from open_clip.transformer import Transformer
+from torch import nn
+
+from harma_zoo.backbones.base import DualEncoder, TextTokens
+from harma_zoo.hooks import InsertionPoint
+from harma_zoo.registry import BACKBONES
+
+ARCHITECTURES_DIR = Path(__file__).with_name("open_clip_archs")
+open_clip.add_model_config(ARCHITECTURES_DIR)
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
+
+
+def _looks_like_file(source: str) -> bool:
+    return source.endswith(CHECKPOINT_SUFFIXES) or "/" in source or Path(source).exists()
+
+
+def create_open_clip_model(arch: str, pretrained: str | None, cache_dir: str | None) -> nn.Module:
+    """Build ``arch`` and load ``pretrained`` (tag or file), with errors that name the source."""
+    if arch not in open_clip.list_models() and not arch.startswith(("hf-hub:", "local-dir:")):
+        raise KeyError(f"unknown OpenCLIP architecture {arch!r}; known: {', '.join(open_clip.list_models())}")
+    if pretrained and _looks_like_file(pretrained):
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(f"checkpoint file {pretrained!r} does not exist")
+        try:
+            return open_clip.create_model(arch, pretrained=pretrained, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"{pretrained}: not a plain tensor checkpoint; refusing to unpickle it ({error})"
+            ) from error
+        except (RuntimeError, AttributeError, KeyError) as error:  # open_clip's key conversion fails in several ways
+            raise ValueError(f"{pretrained}: its weights do not fit architecture {arch!r}: {error}") from error
+    if pretrained and arch not in open_clip.list_models():
+        raise ValueError(f"{arch!r} carries its own weights; drop pretrained={pretrained!r}")
+    if pretrained and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise KeyError(f"unknown pretrained tag {pretrained!r} for {arch!r}; known tags: {tags}")
+    return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, weights_only=True)
+
+
+def _transformer_points(tower: str, transformer: Transformer) -> list[InsertionPoint]:
+    points = []
+    seq_first = not getattr(transformer, "batch_first", True)
+    for index, block in enumerate(transformer.resblocks):
+        width = block.mlp.c_proj.out_features
+        points.append(InsertionPoint(tower, index, "attn", width, block.attn, seq_first))
+        points.append(InsertionPoint(tower, index, "mlp", width, block.mlp, seq_first))
+    return points
+
+
+def _timm_points(tower: str, trunk: nn.Module) -> list[InsertionPoint]:
+    points = []
+    for index, block in enumerate(trunk.blocks):
+        width = block.mlp.fc2.out_features
+        points.append(InsertionPoint(tower, index, "attn", width, block.attn))
+        points.append(InsertionPoint(tower, index, "mlp", width, block.mlp))
+    return points
+
+
+@BACKBONES.register_module("open_clip")
+class OpenCLIPBackbone(DualEncoder):
+    """An OpenCLIP ``CLIP`` / ``CustomTextCLIP`` model (ViT image tower, transformer text tower).
+
+    Args:
+        arch: OpenCLIP model name (``ViT-B-32``, ``ViT-B-32-quickgelu``, ``ViT-B-16-SigLIP``,
+            the package's tiny ``harma-tiny-vit``...) or ``hf-hub:org/repo``.
+        pretrained: a pretrained tag of ``arch``, a checkpoint file, or None for random weights.
+        cache_dir: where OpenCLIP caches downloaded weights.
+    """
+
+    main_option = "arch"
+    image_prefixes = ("model.visual.",)
+    text_prefixes = (
+        "model.text.",
+        "model.transformer.",
+        "model.token_embedding.",
+        "model.positional_embedding",
+        "model.ln_final.",
+        "model.text_projection",
+    )
+
+    def __init__(self, arch: str = "ViT-B-32", pretrained: str | None = None, cache_dir: str | None = None) -> None:
+        model = create_open_clip_model(arch, pretrained, cache_dir)
+        preprocess = open_clip.get_model_preprocess_cfg(model)
+        size = preprocess["size"]
+        super().__init__(size if isinstance(size, int) else size[0], preprocess["mean"], preprocess["std"])
+        self.arch = arch
+        self.model = model
+        self._tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache_dir)
+
+    def image_features(self, pixels):
+        return self.model.encode_image(pixels)
+
+    def text_features(self, tokens: TextTokens):
+        return self.model.encode_text(tokens["input_ids"])
+
+    def tokenize(self, texts: Sequence[str]) -> TextTokens:
+        return {"input_ids": self._tokenizer(list(texts))}
+
+    def insertion_points(self) -> list[InsertionPoint]:
+        visual = self.model.visual
+        if isinstance(visual, TimmModel):
+            image = _timm_points("image", visual.trunk)
+        elif hasattr(visual, "transformer"):
+            image = _transformer_points("image", visual.transformer)
+        else:
+            raise TypeError(f"{self.arch}: image tower {type(visual).__name__} has no transformer blocks")
+        text_tower = getattr(self.model, "text", self.model)
+        if not isinstance(getattr(text_tower, "transformer", None), Transformer):
+            raise TypeError(f"{self.arch}: text tower {type(text_tower).__name__} has no OpenCLIP transformer")
+        return image + _transformer_points("text", text_tower.transformer)

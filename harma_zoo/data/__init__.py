@@ -1,0 +1,1 @@
+"""Data: caption cleaning, image transforms, annotation readers."""

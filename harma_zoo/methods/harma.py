@@ -1,0 +1,135 @@
+"""HarMA: gated MLP-branch adapters in both towers with one shared module per block.
+
+Implements sections 1-4 of the method specification: every selected block's MLP
+branch output h becomes ``a * Adapter(h) + (1 - a) * h`` with ``a = sigmoid(g)``;
+the adapter projects to width r, attends, passes through the shared module of its
+block index (in the towers listed in ``shared_towers``), attends again with the
+same weights, mixes with a gate and projects back up through a zero-initialised
+layer, so an untrained HarMA model computes exactly what the backbone computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harma_zoo.backbones.base import DualEncoder
+from harma_zoo.hooks import Attachment, InsertionPoint, attach, select_points
+from harma_zoo.methods.base import Method
+from harma_zoo.registry import METHODS
+
+
+def _gate(initial: float) -> nn.Parameter:
+    return nn.Parameter(torch.tensor(float(initial)))
+
+
+def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class SelfAttention(nn.Module):
+    """Unmasked multi-head self-attention over the token axis, (batch, tokens, width)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+class SharedModule(nn.Module):
+    """The "MMS" module of one block index, width r, shared by the towers that use it."""
+
+    def __init__(self, width: int, shared_width: int, heads: int, gate_init: float) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(width, shared_width)
+        self.attn = SelfAttention(shared_width, heads)
+        self.gate = _gate(gate_init)
+        self.l2 = _zero_linear(shared_width, width)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        u1 = self.l1(u)
+        c = torch.sigmoid(self.gate)
+        v = c * self.attn(u1) + (1 - c) * u1
+        return u + self.l2(v)
+
+
+class GatedAdapter(nn.Module):
+    """The "MGA" adapter of one block plus that block's gate (spec sections 1 and 2)."""
+
+    def __init__(self, width: int, bottleneck: int, heads: int, gate_init: float) -> None:
+        super().__init__()
+        self.block_gate = _gate(gate_init)
+        self.down = nn.Linear(width, bottleneck)
+        self.attn = SelfAttention(bottleneck, heads)
+        self.gate = _gate(gate_init)
+        self.up = _zero_linear(bottleneck, width)
+
+    def forward(self, h: torch.Tensor, shared: SharedModule | None) -> torch.Tensor:
+        z0 = F.gelu(self.down(h))
+        z1 = self.attn(z0)
+        if shared is not None:
+            z1 = shared(z1)
+        z2 = self.attn(z1)
+        b = torch.sigmoid(self.gate)
+        adapted = h + self.up(b * z0 + (1 - b) * z2)
+        a = torch.sigmoid(self.block_gate)
+        return a * adapted + (1 - a) * h
+
+
+@METHODS.register_module("harma")
+class HarMA(Method):
+    """HarMA adapters on the MLP branch of the chosen blocks of both towers."""
+
+    @dataclasses.dataclass
+    class Options:
+        bottleneck: int = 128  # r
+        shared_width: int = 64  # s
+        heads: int = 8
+        blocks: tuple[int, ...] | None = None  # None: every block; negative indices count from the end
+        gate_init: float = 0.6  # initial value of every gate logit (block, adapter and shared gates)
+        shared_towers: tuple[str, ...] = ("text",)  # ("image", "text") as in the paper
+
+        def __post_init__(self) -> None:
+            self.shared_towers = tuple(self.shared_towers)
+            unknown = set(self.shared_towers) - {"image", "text"}
+            if unknown:
+                raise ValueError(f"shared_towers may hold 'image' and 'text', got {sorted(unknown)}")
+            if self.blocks is not None:
+                self.blocks = tuple(self.blocks)
+
+    def __init__(self, backbone: DualEncoder, **options) -> None:
+        super().__init__(backbone, **options)
+        o = self.options
+        self.points = select_points(backbone.insertion_points(), "mlp", blocks=o.blocks)
+        self.adapters = nn.ModuleDict({"image": nn.ModuleDict(), "text": nn.ModuleDict()})
+        for point in self.points:
+            self.adapters[point.tower][str(point.block)] = GatedAdapter(
+                point.width, o.bottleneck, o.heads, o.gate_init
+            )
+        shared_blocks = sorted({p.block for p in self.points if p.tower in o.shared_towers})
+        self.shared = nn.ModuleDict(
+            {str(block): SharedModule(o.bottleneck, o.shared_width, o.heads, o.gate_init) for block in shared_blocks}
+        )
+
+    def _branch(self, point: InsertionPoint):
+        adapter = self.adapters[point.tower][str(point.block)]
+        shared = self.shared[str(point.block)] if point.tower in self.options.shared_towers else None
+        return lambda h: adapter(h, shared)
+
+    def _attach(self, backbone: DualEncoder) -> Attachment:
+        return attach((point, self._branch(point)) for point in self.points)
+
+    def parameter_group(self, name: str) -> tuple[str, str]:
+        parts = name.split(".")
+        if parts[0] == "shared":
+            return "shared", "shared module"
+        kind = "block gate" if parts[-1] == "block_gate" else "adapter"
+        return parts[1], kind
