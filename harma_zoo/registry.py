@@ -9,6 +9,7 @@ from mmengine.registry import Registry
 BACKBONES = Registry("backbone family", locations=["harma_zoo.backbones"])
 METHODS = Registry("method", locations=["harma_zoo.methods"])
 LOSSES = Registry("loss", locations=["harma_zoo.losses"])
+READERS = Registry("annotation reader", locations=["harma_zoo.data.readers"])
 
 
 def registered_names(registry: Registry) -> list[str]:

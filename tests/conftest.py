@@ -8,15 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-# No test may reach a model hub: every hub client is told it is offline.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# No test may reach a model hub: every hub client is told it is offline, unless the
+# run asks for the tests that need real weights (HARMA_ZOO_WEIGHTS=1, where hubs are reachable).
+if os.environ.get("HARMA_ZOO_WEIGHTS") != "1":
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_weights = pytest.mark.skip(reason="needs pretrained weights from a hub; set HARMA_ZOO_WEIGHTS=1 where reachable")
+    skip_weights = pytest.mark.skip(
+        reason="needs pretrained weights from a hub; set HARMA_ZOO_WEIGHTS=1 where one is reachable"
+    )
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none here")
     for item in items:
         if "needs_weights" in item.keywords and os.environ.get("HARMA_ZOO_WEIGHTS") != "1":

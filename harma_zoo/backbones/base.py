@@ -35,6 +35,11 @@ class DualEncoder(nn.Module):
         self.mean = tuple(mean)
         self.std = tuple(std)
 
+    @classmethod
+    def tiny_options(cls) -> dict:
+        """Options that build a tiny instance with random weights, offline: for tests and demos."""
+        raise NotImplementedError(f"{cls.__name__} defines no tiny configuration")
+
     # --- encoders -------------------------------------------------------------------
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Projected, unnormalised image embeddings (batch, dim)."""

@@ -105,6 +105,10 @@ class OpenCLIPBackbone(DualEncoder):
         self.model = model
         self._tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache_dir)
 
+    @classmethod
+    def tiny_options(cls) -> dict:
+        return {"arch": "harma-tiny-vit"}
+
     def image_features(self, pixels):
         return self.model.encode_image(pixels)
 

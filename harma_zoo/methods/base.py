@@ -50,7 +50,11 @@ class Method(nn.Module):
         self._saved_flags = {name: p.requires_grad for name, p in backbone.named_parameters()}
         backbone.requires_grad_(False)
         self._backbone = [backbone]
-        self._attachment = self._attach(backbone)
+        try:
+            self._attachment = self._attach(backbone)
+        except BaseException:
+            self._restore_flags(backbone)
+            raise
 
     def detach(self) -> None:
         if not self.attached:
@@ -59,6 +63,9 @@ class Method(nn.Module):
         if self._attachment is not None:
             self._attachment.detach()
         self._detach(backbone)
+        self._restore_flags(backbone)
+
+    def _restore_flags(self, backbone: DualEncoder) -> None:
         for name, parameter in backbone.named_parameters():
             parameter.requires_grad_(self._saved_flags[name])
         self._backbone, self._attachment, self._saved_flags = [], None, None

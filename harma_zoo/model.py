@@ -1,0 +1,75 @@
+"""A backbone, a method attached to it, and a loss: the unit that is trained and evaluated."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from harma_zoo.backbones.base import DualEncoder, TextTokens
+from harma_zoo.methods.base import Method
+from harma_zoo.registry import BACKBONES, LOSSES, METHODS, get_class
+
+
+def _split_type(config: Mapping[str, Any], what: str) -> tuple[str, dict[str, Any]]:
+    if "type" not in config:
+        raise KeyError(f"{what} config {dict(config)!r} has no 'type'")
+    options = dict(config)
+    return options.pop("type"), options
+
+
+def build_backbone(config: Mapping[str, Any]) -> DualEncoder:
+    """Backbone from ``dict(type=FAMILY, **options)``; an unknown family lists the known ones."""
+    family, options = _split_type(config, "backbone")
+    return get_class(BACKBONES, family)(**options)
+
+
+def build_method(config: Mapping[str, Any], backbone: DualEncoder) -> Method:
+    """Method (not yet attached) sized for ``backbone`` from ``dict(type=NAME, **options)``."""
+    name, options = _split_type(config, "method")
+    return get_class(METHODS, name)(backbone, **options)
+
+
+def build_loss(config: Mapping[str, Any]) -> nn.Module:
+    name, options = _split_type(config, "loss")
+    return get_class(LOSSES, name)(**options)
+
+
+class RetrievalModel(nn.Module):
+    """Backbone + attached method + loss; owns every parameter a run trains."""
+
+    def __init__(self, backbone: DualEncoder, method: Method, loss: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.method = method
+        self.loss = loss
+        self.backbone_fingerprint = backbone.fingerprint()  # of the bare weights, before anything is attached
+        method.attach(backbone)
+        if not method.trains_temperature:
+            loss.requires_grad_(False)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.backbone.encode_image(pixels)
+
+    def encode_text(self, tokens: TextTokens) -> torch.Tensor:
+        return self.backbone.encode_text(tokens)
+
+    def forward(self, pixels: torch.Tensor, tokens: TextTokens, image_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of one batch of (image, caption, image id) rows."""
+        return self.loss.terms(self.encode_image(pixels), self.encode_text(tokens), image_ids)
+
+    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return ((name, p) for name, p in self.named_parameters() if p.requires_grad)
+
+
+def build_model(
+    backbone: Mapping[str, Any],
+    method: Mapping[str, Any],
+    loss: Mapping[str, Any] | None = None,
+) -> RetrievalModel:
+    """The whole retrieval model from three configs (the loss defaults to HarMA's)."""
+    built_backbone = build_backbone(backbone)
+    built_method = build_method(method, built_backbone)
+    return RetrievalModel(built_backbone, built_method, build_loss(loss or {"type": "harma"}))
