@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +87,13 @@ class DualEncoder(nn.Module):
         for name, parameter in self.named_parameters():
             if self.tower_of(name) != "other":
                 yield name, parameter
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write the backbone's weights where ``pretrained``/``source`` can load them back.
+
+        This is how a fully fine-tuned or pretrained-here backbone becomes a zoo backbone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot export its weights yet")
 
     def fingerprint(self) -> str:
         """sha256 over the names, shapes and values of the backbone's own weights.

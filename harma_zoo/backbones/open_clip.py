@@ -16,9 +16,11 @@ from pathlib import Path
 import open_clip
 from open_clip.timm_model import TimmModel
 from open_clip.transformer import Transformer
+from safetensors.torch import save_file
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
+from harma_zoo.fileio import atomic_write
 from harma_zoo.hooks import InsertionPoint
 from harma_zoo.registry import BACKBONES
 
@@ -108,6 +110,13 @@ class OpenCLIPBackbone(DualEncoder):
     @classmethod
     def tiny_options(cls) -> dict:
         return {"arch": "harma-tiny-vit"}
+
+    def save_weights(self, path: str | Path) -> Path:
+        """The OpenCLIP state dict as safetensors, loadable with ``pretrained=path``."""
+        path = Path(path)
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
+        atomic_write(path, lambda temporary: save_file(state, str(temporary), metadata={"arch": self.arch}))
+        return path
 
     def image_features(self, pixels):
         return self.model.encode_image(pixels)

@@ -1,0 +1,1 @@
+"""Training and evaluation machinery: metrics, loops and the pieces they share."""

@@ -1,0 +1,188 @@
+"""mmengine hooks that make a Runner train adapters the harma-zoo way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+from mmengine.registry import HOOKS
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from harma_zoo.data.annotations import Annotations
+from harma_zoo.engine.checkpoint import save_adapter
+from harma_zoo.engine.evaluation import evaluate
+from harma_zoo.engine.report import metrics_table
+
+HISTORY_MARK = "__mmengine_history_buffer__"
+
+
+def retrieval_model(runner):
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    return model.retrieval
+
+
+def _plain(value: Any) -> Any:
+    """NumPy values and mmengine history buffers as plain Python data, recursively."""
+    if isinstance(value, HistoryBuffer):
+        log, count = value.data
+        return {
+            HISTORY_MARK: {"log_history": log.tolist(), "count_history": count.tolist(), "max_length": value.max_length}
+        }
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return type(value)((key, _plain(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
+def _rebuilt(value: Any) -> Any:
+    """The inverse of ``_plain`` for history buffers (numbers stay Python numbers)."""
+    if isinstance(value, dict):
+        if set(value) == {HISTORY_MARK}:
+            return HistoryBuffer(**value[HISTORY_MARK])
+        return type(value)((key, _rebuilt(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [_rebuilt(item) for item in value]
+    return value
+
+
+@HOOKS.register_module()
+class ResumeCheckpointHook(Hook):
+    """Makes mmengine's resume checkpoints small and loadable with ``torch.load(weights_only=True)``.
+
+    mmengine 0.10 stores its message hub (``HistoryBuffer`` objects of NumPy arrays)
+    and loads checkpoints with a plain ``torch.load``; under torch >= 2.6 that is
+    ``weights_only=True``, which refuses those objects (their NumPy dtypes pickle
+    through ``getattr``, which no allow-list should admit). So saving turns them into
+    plain lists and numbers and loading turns them back: nothing is ever unpickled
+    but tensors and plain data. Saving also drops frozen weights (a ViT-B/32 run saves
+    megabytes, not 600 MB) and records the backbone fingerprint; loading refuses
+    another backbone and fills the frozen weights back in from the model.
+    """
+
+    priority = "VERY_HIGH"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
+        checkpoint["meta"]["backbone_fingerprint"] = retrieval_model(runner).backbone_fingerprint
+        checkpoint["meta"] = _plain(checkpoint["meta"])
+        checkpoint["message_hub"] = _plain(checkpoint["message_hub"])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        expected = retrieval_model(runner).backbone_fingerprint
+        found = checkpoint.get("meta", {}).get("backbone_fingerprint")
+        if found != expected:
+            raise ValueError(f"resume checkpoint was made on backbone {found}, this run's backbone is {expected}")
+        checkpoint["message_hub"] = _rebuilt(checkpoint["message_hub"])
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        for name, value in model.state_dict().items():
+            checkpoint["state_dict"].setdefault(name, value)
+
+
+@HOOKS.register_module()
+class SampleEpochHook(Hook):
+    """Tells per-sample seeded datasets which epoch is starting (see ``seeding``)."""
+
+    def before_train_epoch(self, runner) -> None:
+        dataset = runner.train_dataloader.dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(runner.epoch)
+
+
+@HOOKS.register_module()
+class RetrievalValidationHook(Hook):
+    """Validates every ``interval`` epochs and keeps ``last`` and ``best`` adapter checkpoints.
+
+    The best checkpoint is chosen by validation mR, never by test figures. Its
+    state (best mR and epoch) travels in the resume checkpoint.
+    """
+
+    priority = "LOW"  # before mmengine's CheckpointHook, so the saved state includes this epoch's result
+
+    def __init__(
+        self,
+        annotations: Annotations,
+        save_info: dict[str, Any],
+        interval: int = 1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        self.annotations = annotations
+        self.save_info = save_info
+        self.interval = interval
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.best: dict[str, Any] = {"mR": float("-inf"), "epoch": 0}
+
+    def after_train_epoch(self, runner) -> None:
+        epoch = runner.epoch + 1
+        if epoch % self.interval and epoch != runner.max_epochs:
+            return
+        model = retrieval_model(runner)
+        metrics = evaluate(model, self.annotations, self.batch_size, self.num_workers)
+        runner.message_hub.update_scalars({f"val/{key}": value for key, value in metrics.items()})
+        runner.logger.info(f"epoch {epoch} validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        improved = metrics["mR"] > self.best["mR"]
+        if improved:
+            self.best = {"mR": metrics["mR"], "epoch": epoch, "metrics": metrics}
+        if is_main_process():
+            Console().print(metrics_table({f"val (epoch {epoch})": metrics}))
+            work_dir = Path(runner.work_dir)
+            extra = {"epoch": epoch, "selected_on": "val"}
+            save_adapter(model, work_dir / "last.safetensors", metrics={"val": metrics}, extra=extra, **self.save_info)
+            if improved:
+                save_adapter(
+                    model, work_dir / "best.safetensors", metrics={"val": metrics}, extra=extra, **self.save_info
+                )
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["meta"]["harma_best"] = self.best
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.best = checkpoint["meta"].get("harma_best", self.best)
+
+
+@HOOKS.register_module()
+class RichProgressHook(Hook):
+    """A rich progress bar per training epoch, on the main process only."""
+
+    priority = "BELOW_NORMAL"
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task = None
+
+    def before_train_epoch(self, runner) -> None:
+        if not is_main_process():
+            return
+        self.progress = Progress(
+            TextColumn(f"epoch {runner.epoch + 1}/{runner.max_epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=len(runner.train_dataloader), loss="")
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.progress is not None:
+            loss = f"loss {float(outputs['loss'].detach()):.4f}" if outputs and "loss" in outputs else ""
+            self.progress.update(self.task, advance=1, loss=loss)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,39 @@
+"""The retrieval model in the shape mmengine's Runner drives."""
+
+from __future__ import annotations
+
+import torch
+from mmengine.model import BaseModel
+
+from harma_zoo.model import RetrievalModel
+
+
+class RunnerModel(BaseModel):
+    """Tokenises a batch's captions and returns the loss terms for ``train_step``.
+
+    Only the key ``loss`` contains "loss", so mmengine backpropagates the total once;
+    the parts and the temperature are logged beside it.
+    """
+
+    def __init__(self, retrieval: RetrievalModel) -> None:
+        super().__init__()
+        self.retrieval = retrieval
+
+    def init_weights(self) -> None:
+        """Keep every weight as built: mmengine would otherwise re-initialise submodules that
+        define ``init_weights`` (timm ViTs, transformers models), wiping pretrained weights."""
+
+    def forward(
+        self, pixels: torch.Tensor, captions: list[str], image_ids: torch.Tensor, mode: str = "loss"
+    ) -> dict[str, torch.Tensor]:
+        if mode != "loss":
+            raise ValueError(
+                f"RunnerModel only computes losses (mode 'loss'), not {mode!r}; evaluation embeds directly"
+            )
+        tokens = {k: v.to(pixels.device) for k, v in self.retrieval.backbone.tokenize(captions).items()}
+        terms = self.retrieval(pixels, tokens, image_ids)
+        logged = {name.removeprefix("loss_"): value.detach() for name, value in terms.items() if name != "loss"}
+        temperature = getattr(self.retrieval.loss, "temperature", None)
+        if isinstance(temperature, torch.Tensor):
+            logged["temperature"] = temperature.detach()
+        return {"loss": terms["loss"], **logged}

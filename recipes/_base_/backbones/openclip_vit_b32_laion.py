@@ -1,0 +1,2 @@
+# OpenCLIP ViT-B/32 trained on LAION-2B (plain GELU): the starting point of HarMA's LAION rows.
+backbone = dict(type="open_clip", arch="ViT-B-32", pretrained="laion2b_s34b_b79k")

@@ -1,0 +1,8 @@
+# HarMA reference pairing: LAION ViT-B/32 -> RSITMD (method spec section 7).
+_base_ = [
+    "_base_/backbones/openclip_vit_b32_laion.py",
+    "_base_/methods/harma.py",
+    "_base_/datasets/rsitmd.py",
+    "_base_/schedules/reference.py",
+]
+schedule = dict(lr=4e-4, epochs=50)
