@@ -1,0 +1,1 @@
+"""The model zoo: download, verify and cache published checkpoints."""
