@@ -1,4 +1,5 @@
-# CPU pairing: HarMA on the tiny random OpenCLIP ViT -> RSICD (validation split).
+# CPU smoke pairing: HarMA on the tiny OpenCLIP ViT with RANDOM frozen weights -> RSICD (validation
+# split). It runs anywhere in minutes but learns little: HarMA needs a pretrained backbone.
 _base_ = [
     "_base_/backbones/tiny_vit.py",
     "_base_/methods/harma.py",

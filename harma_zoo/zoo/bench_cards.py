@@ -1,0 +1,159 @@
+"""Model cards for bench runs: an adapter from a run's ``result.json`` to ``harma_zoo.zoo.cards``.
+
+``cards.render_card(entry, backbone_entry)`` renders a *registry* entry (a published
+checkpoint with URLs, sha256 and a registered backbone). A bench run is none of that yet,
+so this module builds the two entries from the run: the backbone entry is the registry's
+when ``registry/backbones.yaml`` has one that matches the run's backbone config, else a
+stand-in (licence and citation ``unknown``); the checkpoint entry points at the run's
+local ``best.safetensors``. A short "bench run" section is appended that says how to
+evaluate or publish the run. Should the cards module be missing or fail, a minimal card
+of this module is written instead (with a warning), so a bench never loses its leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harma_zoo.engine.checkpoint import read_metadata
+from harma_zoo.fileio import atomic_write
+
+RECALLS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")
+
+
+def _registry_backbone(config: dict[str, Any]):
+    """The registry's backbone entry for ``config``, or None (no registry, no match, or several)."""
+    from harma_zoo.zoo.index import load_index, match_backbone
+
+    try:
+        return match_backbone(load_index(), config)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def backbone_entry(result: dict[str, Any]):
+    """The run's backbone as a registry ``BackboneEntry``: the registered one, else a stand-in."""
+    from harma_zoo.zoo.index import BackboneEntry, Weights, weights_option
+
+    config = dict(result["backbone"])
+    found = _registry_backbone(config)
+    if found is not None:
+        return found
+    family = config.pop("type")
+    weights = config.pop(weights_option(family), None)
+    if weights is None:
+        kind = "random"
+    elif Path(str(weights)).exists() or str(weights).endswith((".pt", ".pth", ".bin", ".safetensors")):
+        kind = "file"
+    else:
+        kind = "tag" if family == "open_clip" else "hub"
+    return BackboneEntry(
+        name=result["backbone_label"],
+        family=family,
+        architecture=config,
+        weights=Weights(kind=kind, source=None if weights is None else str(weights)),
+        license="unknown",
+        citation="unknown",
+        description="Not in the zoo registry: the backbone config this bench run was given.",
+    )
+
+
+def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
+    """The run's best checkpoint as a registry ``CheckpointEntry`` (its URL: the path under ``out``)."""
+    from harma_zoo.zoo.fetch import sha256_file
+    from harma_zoo.zoo.index import CheckpointEntry
+    from harma_zoo.zoo.publish import resolved_method, tensor_counts
+
+    checkpoint = out / result["checkpoint"]
+    metadata = read_metadata(checkpoint)
+    _, groups = tensor_counts(checkpoint)
+    data = result["dataset"]
+    return CheckpointEntry(
+        name=result["run"],
+        backbone=backbone_name,
+        method=resolved_method(result["method"]["options"]),
+        loss=result["loss"],
+        recipe=result["config"],
+        dataset={"name": data["name"], **{k: data[k] for k in ("reader", "train", "val", "test") if data.get(k)}},
+        selected_on=result.get("selected_on"),
+        epoch=result.get("best_epoch"),
+        metrics=result["metrics"],
+        parameters={"trainable": result["parameters"]["trainable"], "groups": groups},
+        urls=[result["checkpoint"]],
+        sha256=sha256_file(checkpoint),
+        size=checkpoint.stat().st_size,
+        card=f"cards/{result['run']}.md",
+        backbone_fingerprint=metadata["backbone_fingerprint"],
+        toolkit_version=result.get("toolkit_version", metadata.get("toolkit_version", "")),
+        description=f"Trained by `harma-zoo bench` (run `{result['run']}`).",
+    )
+
+
+def bench_section(result: dict[str, Any]) -> str:
+    run, config, checkpoint = result["run"], result["config"], result["checkpoint"]
+    return (
+        "## Bench run\n\n"
+        f"This card describes run `{run}` of `harma-zoo bench`, not (yet) a published zoo entry: its paths are "
+        "relative to the bench output folder, and `harma-zoo fetch` does not know it. Evaluate it with\n\n"
+        f"```bash\nharma-zoo eval {config} --checkpoint {checkpoint} --split val\n```\n\n"
+        f"or add it to the zoo with `harma-zoo publish runs/{run}`. The run took {result['wall_time_s']:.0f} s, "
+        f"seed {result['seed']}.\n"
+    )
+
+
+def minimal_card(result: dict[str, Any]) -> str:
+    """A plain card from ``result.json`` alone."""
+    params = result["parameters"]
+    lines = [
+        f"# {result['run']}",
+        "",
+        f"{result['method']['name']} (`{result['method']['type']}`) on {result['backbone_label']}, trained on "
+        f"{result['dataset']['name']} (recipe `{result['recipe']}`), selected on validation mR.",
+        "",
+        f"- trainable parameters: {params['trainable']:,} ({params['trainable_percent_of_backbone']:.3f}% of the "
+        f"{params['backbone']:,}-parameter backbone)",
+        f"- best epoch: {result['best_epoch']}; seed: {result['seed']}; toolkit {result['toolkit_version']}",
+        f"- adapter checkpoint: `{result['checkpoint']}`",
+        f"- method options: `{json.dumps(result['method']['options'])}`",
+        "",
+        "| split | " + " | ".join(key.replace("_", " ") for key in RECALLS) + " |",
+        "|:---|" + "---:|" * len(RECALLS),
+    ]
+    for split, metrics in result["metrics"].items():
+        lines.append(f"| {split} | " + " | ".join(f"{metrics[key]:.2f}" for key in RECALLS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_bench_card(result: dict[str, Any], out: Path) -> str:
+    """The run's card through ``harma_zoo.zoo.cards.render_card``, with the bench section appended."""
+    from harma_zoo.zoo.cards import render_card
+
+    backbone = backbone_entry(result)
+    return (
+        render_card(checkpoint_entry(result, out, backbone.name), backbone).rstrip("\n")
+        + "\n\n"
+        + bench_section(result)
+    )
+
+
+def write_bench_card(result: dict[str, Any], out: Path, console: Console | None = None) -> Path:
+    """``<out>/cards/<run id>.md``, rewritten only when the run's result is newer than the card."""
+    out = Path(out)
+    path = out / "cards" / f"{result['run']}.md"
+    result_file = out / "runs" / result["run"] / "result.json"
+    if path.is_file() and result_file.is_file() and path.stat().st_mtime_ns >= result_file.stat().st_mtime_ns:
+        return path
+    try:
+        text = render_bench_card(result, out)
+    except Exception as error:  # the cards module is another part of the toolkit: never lose a bench over it
+        (console or Console()).print(
+            f"[yellow]{result['run']}: model card by harma_zoo.zoo.cards failed ({type(error).__name__}: {error}); "
+            "wrote a minimal card[/yellow]",
+            highlight=False,
+        )
+        text = minimal_card(result)
+    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    return path

@@ -1,0 +1,201 @@
+"""`harma-zoo bench`: the matrix, its leaderboard files, skipping finished runs and resuming interrupted ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from engine_helpers import write_recipe
+from mmengine.hooks import Hook
+
+from harma_zoo.cli import main
+from harma_zoo.engine.checkpoint import read_metadata
+from harma_zoo.engine.recipe import build_recipe_model, load_recipe
+from harma_zoo.engine.train import build_runner, train
+from harma_zoo.params import parameter_summary
+from harma_zoo.resources import project_folder
+from harma_zoo.zoo import bench
+from harma_zoo.zoo.bench import plan, run_bench
+from harma_zoo.zoo.cards import card_metadata
+
+TINY_DATA = {"train_images": 16, "val_images": 8, "size": 32, "seed": 0}
+ARCHS = {"harma_tiny-vit_synth": "harma-tiny-vit", "harma_tiny-sigmoid_synth": "harma-tiny-sigmoid"}
+
+
+def _recipe(folder: Path, name: str, **changes) -> Path:
+    """A tiny recipe file named ``name`` (its name gives the run ids), on data shared by all of them."""
+    path = write_recipe(
+        folder / name,
+        backbone={"type": "open_clip", "arch": ARCHS[name]},
+        data__root=str(folder / "data"),
+        data__synthetic=TINY_DATA,
+        **{"schedule__epochs": 1, "schedule__batch_size": 16, **changes},
+    )
+    return path.rename(path.with_name(f"{name}.py"))
+
+
+def _never_train(*args, **kwargs):
+    raise AssertionError("a finished run was trained again")
+
+
+class StopAfterEpoch(Hook):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt("stopped by the test")
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two tiny backbones x (frozen, harma), one epoch; the vit recipe also names a test split."""
+    folder = tmp_path_factory.mktemp("bench")
+    recipes = [
+        _recipe(folder, "harma_tiny-vit_synth", data__test="val.json"),
+        _recipe(folder, "harma_tiny-sigmoid_synth"),
+    ]
+    outcome = run_bench(recipes=[str(p) for p in recipes], methods=["frozen", "harma"], out=folder / "results")
+    return {"out": folder / "results", "recipes": recipes, "outcome": outcome}
+
+
+def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) -> None:
+    out, outcome = matrix["out"], matrix["outcome"]
+    ids = {f"{recipe}__{method}" for recipe in ARCHS for method in ("frozen", "harma")}
+    assert set(outcome["ran"]) == ids and not outcome["failed"] and not outcome["skipped"]
+
+    listed = json.loads((out / "leaderboard.json").read_text())
+    json_runs = [row["run"] for row in listed["rows"]]
+    with open(out / "leaderboard.csv", newline="") as file:
+        csv_rows = list(csv.DictReader(file))
+    md_runs = [line.split("|")[1].strip() for line in (out / "leaderboard.md").read_text().splitlines()[6:]]
+    assert set(json_runs) == ids and [row["run"] for row in csv_rows] == json_runs == md_runs
+    scores = [row["val_mR"] for row in listed["rows"]]
+    assert scores == sorted(scores, reverse=True)
+    assert [float(row["val_mR"]) for row in csv_rows] == pytest.approx(scores)
+    assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.rglob(".*.tmp"))  # every file was written atomically
+
+    cards = sorted(path.stem for path in (out / "cards").glob("*.md"))
+    assert cards == sorted(run for run in ids if run.endswith("__harma"))  # trained runs only
+    card = card_metadata((out / "cards" / "harma_tiny-vit_synth__harma.md").read_text())  # by zoo.cards
+    assert card["library_name"] == "harma-zoo" and card["model-index"][0]["name"] == "harma_tiny-vit_synth__harma"
+    assert {result["dataset"]["split"] for result in card["model-index"][0]["results"]} == {"val", "test"}
+
+
+def test_result_json_records_the_run(matrix: dict) -> None:
+    out = matrix["out"]
+    trained = json.loads((out / "runs" / "harma_tiny-vit_synth__harma" / "result.json").read_text())
+    assert trained["method"]["name"] == "harma" and trained["method"]["options"]["bottleneck"] == 16
+    assert trained["backbone"] == {"type": "open_clip", "arch": "harma-tiny-vit"}
+    assert trained["dataset"]["name"] == "synth" and trained["seed"] == 7 and trained["best_epoch"] == 1
+    assert set(trained["metrics"]) == {"val", "test"} and trained["wall_time_s"] > 0 and not trained["resumed"]
+    checkpoint = out / trained["checkpoint"]
+    assert read_metadata(checkpoint)["metrics"]["val"]["mR"] == pytest.approx(trained["metrics"]["val"]["mR"])
+    cfg = load_recipe(out / trained["config"])  # the composed recipe is saved beside the run, loadable as is
+    summary = parameter_summary(build_recipe_model(cfg))
+    assert trained["parameters"]["trainable"] == summary["trainable"] > 0
+    assert trained["parameters"]["total"] == summary["total"]
+
+    frozen = json.loads((out / "runs" / "harma_tiny-sigmoid_synth__frozen" / "result.json").read_text())
+    assert frozen["method"]["options"] == {"type": "frozen"} and frozen["parameters"]["trainable"] == 0
+    assert frozen["best_epoch"] is None and frozen["checkpoint"] is None and set(frozen["metrics"]) == {"val"}
+    assert not (out / "runs" / "harma_tiny-sigmoid_synth__frozen" / "best.safetensors").exists()
+
+
+def test_a_second_bench_trains_nothing(matrix: dict, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    out = matrix["out"]
+    files = [path for path in out.glob("runs/*/*") if path.suffix in (".json", ".safetensors")]
+    stamps = {path: path.stat().st_mtime_ns for path in files}
+    monkeypatch.setattr(bench, "train", _never_train)
+    started = time.perf_counter()
+    argv = ["bench", "--recipes", *map(str, matrix["recipes"]), "--methods", "frozen", "harma", "--out", str(out)]
+    assert main(argv) == 0
+    assert time.perf_counter() - started < 30
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    capsys.readouterr()
+    assert main([*argv, "--cfg-options", "schedule.lr=0.5"]) == 0  # asked differently: kept, and said so
+    assert "made with another configuration" in " ".join(capsys.readouterr().out.split())
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+def test_an_interrupted_run_resumes_and_finishes(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "harma_tiny-vit_synth", schedule__epochs=2)
+    run_dir = tmp_path / "out" / "runs" / "harma_tiny-vit_synth__harma"
+
+    def interrupted(cfg, work_dir, resume=False):
+        runner = build_runner(cfg, work_dir, resume=resume)
+        runner.register_hook(StopAfterEpoch(1), priority="LOWEST")
+        runner.train()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(recipes=[str(recipe)], methods=["harma"], out=tmp_path / "out", train_fn=interrupted)
+    assert (run_dir / "last_checkpoint").is_file() and not (run_dir / "result.json").exists()
+
+    calls = []
+
+    def spy(cfg, work_dir, resume=False):
+        calls.append(resume)
+        return train(cfg, work_dir, resume=resume)
+
+    outcome = run_bench(recipes=[str(recipe)], methods=["harma"], out=tmp_path / "out", train_fn=spy)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert calls == [True] and outcome["ran"] == ["harma_tiny-vit_synth__harma"] and result["resumed"]
+    assert (run_dir / "epoch_2.pth").is_file() and result["best_epoch"] in (1, 2)
+    assert read_metadata(run_dir / "last.safetensors")["extra"]["epoch"] == 2
+
+    (run_dir / "result.json").unlink()  # finished training, lost result: resuming trains no further epoch
+    run_bench(recipes=[str(recipe)], methods=["harma"], out=tmp_path / "out", train_fn=spy)
+    again = json.loads((run_dir / "result.json").read_text())
+    assert calls == [True, True] and again["best_epoch"] == result["best_epoch"]
+    assert again["metrics"] == result["metrics"]
+
+
+def _based_recipe(folder: Path, name: str, method: str, body: str) -> Path:
+    """A recipe on the shipped pieces (tiny ViT, RSICD, CPU schedule) plus ``body``."""
+    pieces = project_folder("recipes") / "_base_"
+    bases = [pieces / "backbones/tiny_vit.py", pieces / f"methods/{method}.py", pieces / "datasets/rsicd.py"]
+    path = folder / f"{name}.py"
+    path.write_text(f"_base_ = {[str(p) for p in [*bases, pieces / 'schedules/cpu_small.py']]!r}\n{body}\n")
+    return path
+
+
+def test_methods_replace_the_recipe_method_and_keep_its_own_options_of_the_same_type(tmp_path: Path) -> None:
+    recipe = _based_recipe(tmp_path, "harma_tiny-vit_rsicd", "harma", "method = dict(bottleneck=32, heads=4)")
+    runs = {run.method: run for run in plan([str(recipe)], ["frozen", "harma_paper", "lora"])}
+    assert runs["frozen"].cfg.method.to_dict() == {"type": "frozen"} and runs["frozen"].cfg.loss.type == "harma"
+    paper = runs["harma_paper"].cfg.method  # the recipe's own bottleneck stays, the piece's towers come in
+    assert paper.bottleneck == 32 and paper.heads == 4 and paper.shared_width == 64
+    assert tuple(paper.shared_towers) == ("image", "text")
+    assert runs["lora"].cfg.method.to_dict() == {"type": "lora", "rank": 8, "alpha": 16}
+    assert runs["lora"].run_id == "harma_tiny-vit_rsicd__lora" == runs["lora"].cfg.name
+    assert runs["lora"].dataset == "rsicd" and runs["lora"].backbone == "open_clip:harma-tiny-vit"
+
+    own_loss = _based_recipe(tmp_path, "full_tiny-vit_rsicd", "full", "loss = dict(_delete_=True, type='contrastive')")
+    runs = {run.method: run for run in plan([str(own_loss)], ["full", "harma"])}
+    assert runs["full"].cfg.loss.to_dict() == {"type": "contrastive"}  # same method type: its own loss stays
+    assert runs["harma"].cfg.loss.temperature == 0.07  # another method: the piece's loss
+
+    pieces = plan(None, ["harma"], ["tiny_vit"], ["synthetic", "rsitmd"], "cpu_small", {"schedule.epochs": 1})
+    assert [run.run_id for run in pieces] == ["tiny_vit__synthetic__harma", "tiny_vit__rsitmd__harma"]
+    assert all(run.cfg.schedule.epochs == 1 and run.cfg.method.bottleneck == 128 for run in pieces)
+    with pytest.raises(ValueError, match="go together"):
+        plan(None, ["harma"], ["tiny_vit"], None)
+    with pytest.raises(FileNotFoundError, match="no methods piece 'nope'"):
+        plan([str(recipe)], ["nope"])
+    with pytest.raises(ValueError, match="share the id"):
+        plan([str(recipe), str(recipe)], ["harma"])
+    assert main(["bench", "--backbones", "tiny_vit", "--methods", "harma"]) == 2  # a clear error, no traceback
+
+
+def test_the_demo_preset_is_the_small_vit_on_synthetic_data(tmp_path: Path) -> None:
+    preset = bench.resolve_preset("demo", tmp_path)
+    runs = plan(preset["recipes"], preset["methods"], cfg_options=preset["cfg_options"])
+    assert [run.method for run in runs] == ["frozen", "harma", "full"]
+    assert all(run.cfg.backbone.arch == "harma-small-vit" and "pretrained" not in run.cfg.backbone for run in runs)
+    assert all(run.cfg.data.root == f"{tmp_path}/demo-data" and run.cfg.data.synthetic for run in runs)
+    with pytest.raises(KeyError, match="unknown preset 'paper'; known: demo"):
+        bench.resolve_preset("paper", tmp_path)

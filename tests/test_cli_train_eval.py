@@ -1,0 +1,125 @@
+"""`harma-zoo train` and `harma-zoo eval` end to end, and the bad input a user meets first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engine_helpers import write_recipe
+from PIL import Image
+
+from harma_zoo.cli import main
+from harma_zoo.engine.checkpoint import read_metadata
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """One short real training run shared by the tests of this module: (recipe, work dir)."""
+    folder = tmp_path_factory.mktemp("trained")
+    recipe = write_recipe(folder, schedule__epochs=1)
+    assert main(["train", str(recipe), "--work-dir", str(folder / "run")]) == 0
+    return recipe, folder / "run"
+
+
+def test_eval_of_the_best_checkpoint_reproduces_its_validation_figures(trained, tmp_path: Path) -> None:
+    recipe, run = trained
+    out = tmp_path / "metrics.json"
+    assert main(["eval", str(recipe), "--checkpoint", str(run / "best.safetensors"), "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    stored = read_metadata(run / "best.safetensors")["metrics"]["val"]
+    assert written["split"] == "val" and written["metrics"] == pytest.approx(stored, abs=1e-9)
+
+
+def test_eval_without_a_checkpoint_is_zero_shot(trained, tmp_path: Path, capsys) -> None:
+    recipe, _ = trained
+    assert main(["eval", str(recipe), "--out", str(tmp_path / "zero.json")]) == 0
+    assert json.loads((tmp_path / "zero.json").read_text())["checkpoint"] is None
+    assert "zero-shot" in capsys.readouterr().out
+
+
+def test_a_checkpoint_from_other_backbone_weights_is_refused(trained, capsys) -> None:
+    recipe, run = trained
+    code = main(
+        ["eval", str(recipe), "--checkpoint", str(run / "best.safetensors"), "--cfg-options", "schedule.seed=99"]
+    )
+    assert code == 2
+    assert "fingerprint" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_method_is_refused(trained, capsys) -> None:
+    recipe, run = trained
+    argv = ["eval", str(recipe), "--checkpoint", str(run / "best.safetensors"), "--cfg-options", "method.bottleneck=4"]
+    assert main(argv) == 2
+    assert "holds method" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "listed"), [("backbone", "clip", "open_clip"), ("method", "prompt", "harma")]
+)
+def test_unknown_backbone_or_method_lists_the_registered_names(tmp_path: Path, capsys, section, value, listed) -> None:
+    recipe = write_recipe(tmp_path, **{f"{section}__type": value})
+    assert main(["train", str(recipe), "--work-dir", str(tmp_path / "run")]) == 2
+    message = capsys.readouterr().out
+    assert f"unknown {'backbone family' if section == 'backbone' else 'method'} {value!r}" in message
+    assert listed in message
+
+
+def _jpeg_dataset(root: Path, images: int = 6) -> None:
+    """A small real dataset of JPEG files in the HarMA JSON layout."""
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train, val = [], []
+    for index in range(images):
+        name = f"images/scene_{index}.jpg"
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / name, quality=90)
+        captions = [f"scene number {index} seen from above", f"an aerial image {index}"]
+        train += [{"image": name, "caption": caption, "image_id": index} for caption in captions]
+        val.append({"image": name, "caption": captions})
+    (root / "train.json").write_text(json.dumps(train))
+    (root / "val.json").write_text(json.dumps(val))
+
+
+def _recipe_on(root: Path, tmp_path: Path, **changes) -> Path:
+    data = {"reader": "harma_json", "root": str(root), "image_root": "", "train": "train.json", "val": "val.json"}
+    return write_recipe(tmp_path, data={**data, "max_words": 30, **changes}, schedule__batch_size=4, schedule__epochs=1)
+
+
+def test_a_missing_image_file_is_named(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "data"
+    _jpeg_dataset(root)
+    (root / "images" / "scene_3.jpg").unlink()
+    assert main(["train", str(_recipe_on(root, tmp_path)), "--work-dir", str(tmp_path / "run")]) == 2
+    assert "scene_3.jpg" in capsys.readouterr().out
+
+
+def test_a_corrupt_jpeg_fails_unless_skipped_and_then_it_is_counted(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "data"
+    _jpeg_dataset(root)
+    corrupt = root / "images" / "scene_2.jpg"
+    corrupt.write_bytes(corrupt.read_bytes()[:200])  # a truncated download
+    assert main(["train", str(_recipe_on(root, tmp_path)), "--work-dir", str(tmp_path / "run")]) == 2
+    assert "scene_2.jpg" in capsys.readouterr().out
+    recipe = _recipe_on(root, tmp_path, skip_unreadable=True)
+    assert main(["train", str(recipe), "--work-dir", str(tmp_path / "run2")]) == 0
+    assert "skipped 1 unreadable image" in capsys.readouterr().out
+    assert read_metadata(tmp_path / "run2" / "best.safetensors")["dataset"]["train_images"] == 5
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [("", "empty"), ('[{"image": ', "JSON"), ('[{"image": "a.jpg"}]', "caption")]
+)
+def test_an_empty_or_malformed_annotation_file_is_named(tmp_path: Path, capsys, content: str, expected: str) -> None:
+    root = tmp_path / "data"
+    _jpeg_dataset(root)
+    (root / "train.json").write_text(content)
+    assert main(["train", str(_recipe_on(root, tmp_path)), "--work-dir", str(tmp_path / "run")]) == 2
+    message = capsys.readouterr().out
+    assert "train.json" in message and expected in message
+
+
+def test_a_recipe_that_does_not_exist_lists_the_known_ones(capsys) -> None:
+    assert main(["train", "harma_nowhere"]) == 2
+    message = capsys.readouterr().out
+    assert "no recipe 'harma_nowhere'" in message and "full_tiny-vit_rsicd" in message
