@@ -87,8 +87,8 @@ def _eval(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
     metrics = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size)
-    label = f"{args.split}: {args.checkpoint or 'zero-shot'}"
-    console.print(metrics_table({label: metrics}))
+    source = Path(args.checkpoint).name if args.checkpoint else "zero-shot (no checkpoint)"
+    console.print(metrics_table({args.split: metrics}, title=f"retrieval (%) of {cfg.name}: {source}"))
     if args.out:
         result = {"recipe": cfg.name, "checkpoint": args.checkpoint, "split": args.split, "metrics": metrics}
         atomic_write(Path(args.out), lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
@@ -230,6 +230,7 @@ def _zoo_publish(args: argparse.Namespace, console: Console) -> int:
         backbone=args.backbone,
         dataset=args.dataset,
         cards_dir=args.cards_dir,
+        recipe=args.recipe,
     )
     console.print(
         f"published {entry.name} (backbone {entry.backbone}, {entry.method['type']}, {entry.dataset['name']}): "
@@ -285,6 +286,7 @@ def _add_zoo_commands(commands: Any) -> None:
     publishing.add_argument("--dataset", help="dataset name (default: from the run's recipe)")
     publishing.add_argument("--cards-dir", help="where the model card goes (default: model_cards/ at the project root)")
     publishing.add_argument("--registry", help=registry_help)
+    publishing.add_argument("--recipe", help="the recipe in recipes/ that reproduces the run (bench runs)")
     publishing.set_defaults(run=_zoo_publish)
 
     convert = commands.add_parser("convert-original", help="convert a HarMA reference-code checkpoint to an adapter")
@@ -343,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         return args.run(args, console)
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as error:
+    except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         return 2

@@ -8,4 +8,4 @@ _base_ = [
     "_base_/schedules/cpu_small.py",
 ]
 loss = dict(_delete_=True, type="contrastive")
-schedule = dict(epochs=6, batch_size=64, lr=1e-3, warmup_ratio=0.05, num_workers=2, val_interval=2, log_interval=50)
+schedule = dict(epochs=4, batch_size=64, lr=1e-3, warmup_ratio=0.05, num_workers=2, val_interval=2, log_interval=50)

@@ -9,5 +9,8 @@ _base_ = [
     "_base_/schedules/cpu_small.py",
 ]
 method = dict(bottleneck=32, shared_width=16, heads=4)
-data = dict(synthetic=dict(train_images=600, val_images=150, size=64, seed=0))
+data = dict(
+    root="{{$HARMA_ZOO_HOME:work_dirs}}/synthetic-600-150",
+    synthetic=dict(train_images=600, val_images=150, size=64, seed=0),
+)
 schedule = dict(epochs=5, batch_size=32, lr=3e-3, num_workers=0, val_interval=1, val_batch_size=150)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmengine.hooks import Hook
+
 from harma_zoo.engine.recipe import load_recipe
 
 
@@ -55,3 +57,14 @@ def write_recipe(folder: Path, **changes: Any) -> Path:
 
 def tiny_cfg(folder: Path, **changes: Any):
     return load_recipe(write_recipe(folder, **changes))
+
+
+class StopAfterEpoch(Hook):
+    """Interrupts a run after the given epoch, once its resume checkpoint is written (register it LOWEST)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt("stopped by the test")

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_recipe
-from mmengine.hooks import Hook
+from engine_helpers import StopAfterEpoch, write_recipe
 
 from harma_zoo.cli import main
 from harma_zoo.engine.checkpoint import read_metadata
@@ -41,13 +40,6 @@ def _never_train(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
 
 
-class StopAfterEpoch(Hook):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def after_train_epoch(self, runner) -> None:
-        if runner.epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("stopped by the test")
 
 
 @pytest.fixture(scope="module")

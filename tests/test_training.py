@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_cfg
-from mmengine.hooks import Hook
+from engine_helpers import StopAfterEpoch, tiny_cfg
 from safetensors.torch import load_file
 
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.recipe import build_recipe_model
 from harma_zoo.engine.train import build_runner, lr_schedule, parameter_groups, train
-
-
-class StopAfterEpoch(Hook):
-    """Interrupts a run after the given epoch, once its checkpoint is written."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def after_train_epoch(self, runner) -> None:
-        if runner.epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("stopped by the test")
 
 
 def test_a_run_writes_adapter_checkpoints_selected_on_validation(tmp_path: Path) -> None:

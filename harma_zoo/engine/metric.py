@@ -60,6 +60,9 @@ DEFAULT_BLOCK_BYTES = 256 * 2**20
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
+METRIC_NAMES = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")  # with default ks
+
+
 def _validate(image_emb: Tensor, text_emb: Tensor, caption_image: Tensor, chunk_size: int | None) -> None:
     for name, emb in (("image_emb", image_emb), ("text_emb", text_emb)):
         if not isinstance(emb, Tensor):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from rich.table import Table
 
-COLUMNS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")
+from harma_zoo.engine.metric import METRIC_NAMES
+
+COLUMNS = METRIC_NAMES
 
 
 def metrics_table(rows: dict[str, dict[str, float]], title: str = "retrieval (%)") -> Table:
     """One row per named result, the six recalls and mR as columns."""
     table = Table(title=title)
-    table.add_column("", no_wrap=True)
+    table.add_column("", overflow="fold")  # a long label folds; the figures keep their width
     for column in COLUMNS:
-        table.add_column(column.replace("_R@", " R@"), justify="right")
+        table.add_column(column.replace("_R@", " R@"), justify="right", no_wrap=True, min_width=5)
     for name, metrics in rows.items():
         table.add_row(name, *(f"{metrics[column]:.2f}" for column in COLUMNS))
     return table

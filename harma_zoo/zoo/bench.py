@@ -393,7 +393,7 @@ def run_bench(
     results = finished_results(runs_dir)
     rows = ranked(results)
     paths = write_leaderboard(rows, out)
-    cards = [write_bench_card(result, out, console) for result in results if result.get("trained")]
+    cards = [write_bench_card(result, out) for result in results if result.get("trained")]
     console.print(rich_table(rows))
     written = ", ".join(str(path) for path in paths.values())
     console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}")

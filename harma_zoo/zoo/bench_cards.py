@@ -6,28 +6,24 @@ so this module builds the two entries from the run: the backbone entry is the re
 when ``registry/backbones.yaml`` has one that matches the run's backbone config, else a
 stand-in (licence and citation ``unknown``); the checkpoint entry points at the run's
 local ``best.safetensors``. A short "bench run" section is appended that says how to
-evaluate or publish the run. Should the cards module be missing or fail, a minimal card
-of this module is written instead (with a warning), so a bench never loses its leaderboard.
+evaluate or publish the run.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.fileio import atomic_write
-
-RECALLS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")
+from harma_zoo.zoo.cards import render_card
+from harma_zoo.zoo.fetch import sha256_file
+from harma_zoo.zoo.index import BackboneEntry, CheckpointEntry, Weights, load_index, match_backbone, weights_option
+from harma_zoo.zoo.publish import resolved_method, tensor_counts
 
 
 def _registry_backbone(config: dict[str, Any]):
     """The registry's backbone entry for ``config``, or None (no registry, no match, or several)."""
-    from harma_zoo.zoo.index import load_index, match_backbone
-
     try:
         return match_backbone(load_index(), config)
     except (FileNotFoundError, ValueError):
@@ -36,8 +32,6 @@ def _registry_backbone(config: dict[str, Any]):
 
 def backbone_entry(result: dict[str, Any]):
     """The run's backbone as a registry ``BackboneEntry``: the registered one, else a stand-in."""
-    from harma_zoo.zoo.index import BackboneEntry, Weights, weights_option
-
     config = dict(result["backbone"])
     found = _registry_backbone(config)
     if found is not None:
@@ -63,10 +57,6 @@ def backbone_entry(result: dict[str, Any]):
 
 def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
     """The run's best checkpoint as a registry ``CheckpointEntry`` (its URL: the path under ``out``)."""
-    from harma_zoo.zoo.fetch import sha256_file
-    from harma_zoo.zoo.index import CheckpointEntry
-    from harma_zoo.zoo.publish import resolved_method, tensor_counts
-
     checkpoint = out / result["checkpoint"]
     metadata = read_metadata(checkpoint)
     _, groups = tensor_counts(checkpoint)
@@ -104,33 +94,8 @@ def bench_section(result: dict[str, Any]) -> str:
     )
 
 
-def minimal_card(result: dict[str, Any]) -> str:
-    """A plain card from ``result.json`` alone."""
-    params = result["parameters"]
-    lines = [
-        f"# {result['run']}",
-        "",
-        f"{result['method']['name']} (`{result['method']['type']}`) on {result['backbone_label']}, trained on "
-        f"{result['dataset']['name']} (recipe `{result['recipe']}`), selected on validation mR.",
-        "",
-        f"- trainable parameters: {params['trainable']:,} ({params['trainable_percent_of_backbone']:.3f}% of the "
-        f"{params['backbone']:,}-parameter backbone)",
-        f"- best epoch: {result['best_epoch']}; seed: {result['seed']}; toolkit {result['toolkit_version']}",
-        f"- adapter checkpoint: `{result['checkpoint']}`",
-        f"- method options: `{json.dumps(result['method']['options'])}`",
-        "",
-        "| split | " + " | ".join(key.replace("_", " ") for key in RECALLS) + " |",
-        "|:---|" + "---:|" * len(RECALLS),
-    ]
-    for split, metrics in result["metrics"].items():
-        lines.append(f"| {split} | " + " | ".join(f"{metrics[key]:.2f}" for key in RECALLS) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def render_bench_card(result: dict[str, Any], out: Path) -> str:
     """The run's card through ``harma_zoo.zoo.cards.render_card``, with the bench section appended."""
-    from harma_zoo.zoo.cards import render_card
-
     backbone = backbone_entry(result)
     return (
         render_card(checkpoint_entry(result, out, backbone.name), backbone).rstrip("\n")
@@ -139,21 +104,13 @@ def render_bench_card(result: dict[str, Any], out: Path) -> str:
     )
 
 
-def write_bench_card(result: dict[str, Any], out: Path, console: Console | None = None) -> Path:
+def write_bench_card(result: dict[str, Any], out: Path) -> Path:
     """``<out>/cards/<run id>.md``, rewritten only when the run's result is newer than the card."""
     out = Path(out)
     path = out / "cards" / f"{result['run']}.md"
     result_file = out / "runs" / result["run"] / "result.json"
     if path.is_file() and result_file.is_file() and path.stat().st_mtime_ns >= result_file.stat().st_mtime_ns:
         return path
-    try:
-        text = render_bench_card(result, out)
-    except Exception as error:  # the cards module is another part of the toolkit: never lose a bench over it
-        (console or Console()).print(
-            f"[yellow]{result['run']}: model card by harma_zoo.zoo.cards failed ({type(error).__name__}: {error}); "
-            "wrote a minimal card[/yellow]",
-            highlight=False,
-        )
-        text = minimal_card(result)
+    text = render_bench_card(result, out)
     atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return path

@@ -16,9 +16,10 @@ from typing import Any
 
 from rich.table import Table
 
+from harma_zoo.engine.metric import METRIC_NAMES
 from harma_zoo.fileio import atomic_write
 
-RECALLS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10")
+RECALLS = METRIC_NAMES[:-1]  # mR has its own columns
 # (key in a row, column header); the same columns, in this order, in every format.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("run", "run"),
@@ -144,21 +145,20 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
 def rich_table(
     rows: list[dict[str, Any]], title: str = "bench leaderboard: validation retrieval (%), best first"
 ) -> Table:
-    """The leaderboard for the terminal, narrow enough for one: the run id names backbone, dataset and method."""
+    """The leaderboard for the terminal, narrow enough for one: method first, then where it ran."""
     shown = (
-        ("run", "run"),
+        ("method", "method"),
         ("trainable_params", "trainable"),
-        ("percent_of_backbone", "% of bb"),
+        ("val_mR", "mR"),
         ("val_i2t_R@1", "i2t R@1"),
         ("val_t2i_R@1", "t2i R@1"),
-        ("val_mR", "mR"),
-        ("test_mR", "test mR"),
         ("best_epoch", "epoch"),
+        ("run", "run"),
     )
     table = Table(title=title)
-    table.add_column("run", overflow="fold")  # a long run id folds; the numbers keep their width
-    for _, header in shown[1:]:
-        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 5))
+    for key, header in shown:
+        numeric = key not in ("method", "run")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=key != "run", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(key, row[key]) for key, _ in shown))
     return table

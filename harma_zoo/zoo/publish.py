@@ -23,6 +23,7 @@ from safetensors import safe_open
 
 from harma_zoo import __version__
 from harma_zoo.engine.checkpoint import read_metadata
+from harma_zoo.engine.metric import METRIC_NAMES
 from harma_zoo.fileio import atomic_write
 from harma_zoo.zoo.cards import write_card
 from harma_zoo.zoo.catalog import dataset_name
@@ -86,7 +87,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-METRIC_ORDER = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")
+METRIC_ORDER = METRIC_NAMES
 
 
 def _ordered(metrics: dict[str, Any]) -> dict[str, float]:
@@ -130,6 +131,7 @@ def build_entry(
     backbone: str | None = None,
     dataset: str | None = None,
     run_dir: Path | None = None,
+    recipe: str | None = None,
 ) -> CheckpointEntry:
     """The registry entry of an adapter checkpoint file, from its metadata and tensors."""
     metadata = read_metadata(checkpoint)
@@ -154,7 +156,7 @@ def build_entry(
     recorded.pop("selected_on", None)
     if selected_on == "test":
         raise ValueError(f"{checkpoint} was selected on the test split; the zoo publishes no such checkpoint")
-    recipe = metadata.get("recipe") or ""
+    recipe = recipe or metadata.get("recipe") or ""
     if dataset is None:
         dataset = infer_dataset(run_dir or checkpoint.parent, recipe)
     trainable, groups = tensor_counts(checkpoint)
@@ -211,6 +213,7 @@ def publish(
     backbone: str | None = None,
     dataset: str | None = None,
     cards_dir: str | Path | None = None,
+    recipe: str | None = None,
 ) -> CheckpointEntry:
     """Add ``run_dir/best.safetensors`` to the zoo: copy the file, write its card and its registry entry.
 
@@ -225,6 +228,8 @@ def publish(
         backbone: the backbone entry's name; default: the entry whose config the checkpoint records.
         dataset: the dataset's name; default: from the recipe.
         cards_dir: where the card goes (default ``<project root>/model_cards``).
+        recipe: the recipe that reproduces the run (default: the one the checkpoint records; a bench run
+            records its composed config, so name the recipe in recipes/ that it equals).
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir if run_dir.is_file() else run_dir / CHECKPOINT_FILE
@@ -259,6 +264,7 @@ def publish(
         backbone=backbone,
         dataset=dataset,
         run_dir=run_dir if run_dir.is_dir() else None,
+        recipe=recipe,
     )
     registry_file = index.root / CHECKPOINTS_FILE
 
