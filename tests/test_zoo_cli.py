@@ -56,8 +56,10 @@ def _zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
+    """A copy of the shipped registry with no published checkpoint, for publishing into."""
     folder = tmp_path / "project" / "registry"
     shutil.copytree(PROJECT / "registry", folder)
+    (folder / "checkpoints.yaml").write_text("[]\n")
     return folder
 
 

@@ -15,6 +15,7 @@ from harma_zoo import resources
 from harma_zoo.zoo import _wheel_data
 from harma_zoo.zoo.cards import base_model, card_metadata, render_card
 from harma_zoo.zoo.catalog import Filters, backbone_rows, recipe_rows
+from harma_zoo.zoo.fetch import sha256_file
 from harma_zoo.zoo.index import (
     CheckpointEntry,
     RegistryError,
@@ -72,7 +73,7 @@ def checkpoint_entry(**changes: Any) -> dict[str, Any]:
         "backbone": "harma-tiny-vit",
         "method": {"type": "harma", "shared_towers": ["text"]},
         "loss": {"type": "harma"},
-        "recipe": "harma_tiny-vit_synthetic",
+        "recipe": "harma_small-vit_synthetic",
         "dataset": {"name": "synthetic"},
         "selected_on": "val",
         "epoch": 3,
@@ -98,7 +99,10 @@ def test_the_shipped_backbones_are_there_with_their_sources(shipped) -> None:
     # no invented hashes: every sha256 is either null or a real 64-hex string
     assert all(entry.weights.sha256 is None for entry in shipped.backbones.values())
     assert shipped.backbone("georsclip-vit-b32-ret2").architecture == {"arch": "ViT-B-32-quickgelu"}
-    assert shipped.checkpoints == {}  # nothing published yet: only real checkpoints get an entry
+    for entry in shipped.checkpoints.values():  # only checkpoints that really exist get an entry
+        file = PROJECT / entry.urls[0]
+        assert file.is_file() and file.stat().st_size == entry.size and sha256_file(file) == entry.sha256
+        assert (PROJECT / entry.card).is_file() and entry.selected_on == "val"
 
 
 def test_every_recipe_backbone_is_a_registry_entry(shipped) -> None:
@@ -106,9 +110,8 @@ def test_every_recipe_backbone_is_a_registry_entry(shipped) -> None:
     assert rows["harma_georsclip-vit-b32-ret2_rsicd"]["backbone"] == "georsclip-vit-b32-ret2"
     assert rows["harma_blip-itm-base-coco_rsicd"]["backbone"] == "blip-itm-base-coco"
     assert rows["harma_siglip-vit-b16_rsicd"]["backbone"] == "siglip-vit-b16"
-    assert rows["harma_tiny-vit_synthetic"]["dataset"] == "synthetic"
-    for row in rows.values():  # only a backbone exported by the demo's first stage is no entry
-        assert row["backbone"] or str(row["backbone_config"].get("pretrained", "")).endswith(".safetensors"), row
+    assert rows["harma_small-vit_synthetic"]["dataset"] == "synthetic"
+    assert all(row["backbone"] for row in rows.values())
 
 
 def test_backbone_configs_and_matching(shipped) -> None:
@@ -286,7 +289,7 @@ def test_a_card_has_hugging_face_front_matter_with_the_metrics(shipped) -> None:
     assert {r.task_type for r in results} == {"image-text-retrieval"} and results[0].dataset_type == "rsicd"
     assert "in both towers" in text and "`shared_towers: [image, text]`" in text
     assert "harma-zoo fetch tiny-harma" in text and "harma-zoo fetch georsclip-vit-b32-ret2" in text
-    assert "harma-zoo eval harma_tiny-vit_synthetic --checkpoint" in text
+    assert "harma-zoo eval harma_small-vit_synthetic --checkpoint" in text
     assert "2404.18253" in text and "Zhang, Zilun" in text  # HarMA and the backbone are cited
     assert "| val (selection) | 10.00 | 8.00 | 30.50 |" in text
 
@@ -315,7 +318,7 @@ def test_the_build_step_ships_the_data_folders_where_resources_finds_them(tmp_pa
     assert not (package / "_data" / "recipes" / "__pycache__").exists()
     monkeypatch.setattr(resources, "PACKAGE", package)  # an installed wheel: nothing beside the package
     assert resources.project_folder("registry") == package / "_data" / "registry"
-    assert resources.recipe_path("harma_tiny-vit_synthetic").parent == package / "_data" / "recipes"
+    assert resources.recipe_path("harma_small-vit_synthetic").parent == package / "_data" / "recipes"
     assert len(load_index(resources.project_folder("registry")).backbones) == len(
         load_index(PROJECT / "registry").backbones
     )
