@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,9 @@ def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resu
         launcher=launcher,
         env_cfg=dict(dist_cfg=dict(backend="nccl" if use_cuda else "gloo")),
         randomness=dict(seed=schedule.seed),
+        # unique per run: mmengine keys its logger and visualizer by this name, and two runs started
+        # in one process within the same second would otherwise share them (and one log folder)
+        experiment_name=f"{cfg.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}",
         resume=resume,
         cfg=cfg,
     )
