@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,3 +31,29 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def lock_current_file(path: Path, create: bool = False) -> int:
+    """A descriptor holding an exclusive flock on the file that ``path`` names once the lock is held.
+
+    While this process waits, another may replace ``path`` (an atomic write) or remove it (a
+    lock file cleaned up); the lock would then be on a file nobody else sees, so it retries on
+    what ``path`` names now. ``create`` makes the file (and its folder) when it is missing.
+    """
+    path = Path(path)
+    while True:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o644)
+        except FileNotFoundError:
+            if create:  # the folder was removed between mkdir and open
+                continue
+            raise
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)

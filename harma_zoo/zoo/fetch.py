@@ -10,7 +10,6 @@ processes, download it once; the others wait and then return the finished copy.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import http.client
 import os
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from harma_zoo import __version__
+from harma_zoo.fileio import lock_current_file
 
 _STREAM_CHUNK = 64 * 1024  # small enough for a lively progress bar
 _HASH_CHUNK = 1024 * 1024
@@ -169,19 +169,7 @@ def _exclusive(lock: Path) -> Iterator[None]:
     Removing a lock file races with a process that opened it just before: that process then holds
     a lock on an orphaned file, notices that the path no longer names it, and tries again.
     """
-    while True:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the folder was removed between mkdir and open
-            continue
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(lock)):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    fd = lock_current_file(lock, create=True)
     try:
         yield
     finally:

@@ -9,7 +9,6 @@ registry is rewritten atomically under a lock, and re-publishing a name replaces
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import shutil
 from collections import defaultdict
@@ -24,7 +23,7 @@ from safetensors import safe_open
 from harma_zoo import __version__
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.metric import METRIC_NAMES
-from harma_zoo.fileio import atomic_write
+from harma_zoo.fileio import atomic_write, lock_current_file
 from harma_zoo.zoo.cards import write_card
 from harma_zoo.zoo.catalog import dataset_name
 from harma_zoo.zoo.fetch import sha256_file
@@ -183,15 +182,7 @@ def build_entry(
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an flock on ``path`` itself; a writer that replaced it meanwhile makes this one lock the new file."""
-    while True:
-        fd = os.open(path, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    fd = lock_current_file(path)
     try:
         yield
     finally:
