@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint demo rsicd clean
+.PHONY: test test-slow lint demo rsicd bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,14 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check harma_zoo tests
+	$(PY) -m ruff check harma_zoo tests benchmarks
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(PY) -m ruff check harma_zoo tests
+	$(PY) -m ruff check harma_zoo tests benchmarks
 
 # The built-in default job: synthetic data drawn by the package, small backbone, CPU minutes.
 demo: $(STAMP)
@@ -30,6 +30,12 @@ demo: $(STAMP)
 # selected and reported on RSICD val.
 rsicd: $(STAMP)
 	$(VENV)/bin/harma-zoo train full_tiny-vit_rsicd
+
+# CPU benchmarks (ViT-B-32 training step per method, encoding throughput, evaluation at dataset sizes),
+# each measurement in its own process; tables on stdout, figures in results/bench.json. ~10 min on 2 cores;
+# `make bench BENCH_ARGS=--quick` for a fast check (`--threads N`, `--compile`: see benchmarks/run.py --help).
+bench: $(STAMP)
+	$(PY) benchmarks/run.py --out results/bench.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,270 @@
+"""harma-zoo CPU benchmarks, side by side in one run: ``python benchmarks/run.py --out results/bench.json``.
+
+1. One training step per method on OpenCLIP ViT-B-32 (random weights): median time and peak-RSS growth,
+   against ``full``.
+2. Encoding throughput with ``harma`` attached against the bare backbone.
+3. Evaluation at RSITMD / RSICD / NWPU-Captions sizes: ``retrieval_metrics`` against a brute-force
+   full-matrix argsort.
+
+Every measurement runs in its own subprocess (``python -m benchmarks.<module>``) so that peak RSS
+(``ru_maxrss``) is that measurement's alone. ``--quick`` shrinks everything for a fast check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py` from anywhere
+
+from benchmarks._proc import run_worker  # noqa: E402
+from harma_zoo.fileio import atomic_write  # noqa: E402
+
+BACKBONE = {"type": "open_clip", "arch": "ViT-B-32"}
+METHODS = ("frozen", "harma", "lora", "adapter", "full")
+# (name, images); five captions per image.
+EVAL_SIZES = (("RSITMD", 452), ("RSICD", 1093), ("NWPU-Captions", 31500))
+BYTES_PER_GIB = 2**30
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return value / reference
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def bench_train(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    settings = {
+        "backbone": BACKBONE,
+        "batch": args.batch,
+        "image_size": 224,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "threads": args.threads,
+    }
+    rows = {}
+    for method in METHODS:
+        console.log(f"train step: {method}")
+        rows[method] = run_worker("benchmarks.train_step", {**settings, "method": method})
+    if args.compile:
+        console.log("train step: harma + torch.compile")
+        rows["harma+compile"] = run_worker("benchmarks.train_step", {**settings, "method": "harma", "compile": True})
+    full = rows["full"]
+    table = Table(
+        title=f"Training step, OpenCLIP ViT-B-32 (random weights), batch {args.batch}, 224 px, "
+        f"{args.threads or torch.get_num_threads()} CPU threads; median of {args.steps} after {args.warmup} warm-up"
+    )
+    for column in ("method", "trainable params", "step s", "x full", "peak RSS growth MiB", "x full"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for method, row in rows.items():
+        if "error" in row:
+            table.add_row(method, f"[red]{row['error']}[/red]", "", "", "", "")
+            continue
+        row["time_ratio_vs_full"] = _ratio(row["step_s_median"], full.get("step_s_median"))
+        row["rss_ratio_vs_full"] = _ratio(row["peak_rss_growth_mib"], full.get("peak_rss_growth_mib"))
+        table.add_row(
+            method + (" (fwd, no_grad)" if method == "frozen" else ""),
+            f"{row['trainable_params']:,}",
+            _fmt(row["step_s_median"], ".2f"),
+            _fmt(row["time_ratio_vs_full"], ".2f"),
+            _fmt(row["peak_rss_growth_mib"], ",.0f"),
+            _fmt(row["rss_ratio_vs_full"], ".2f"),
+        )
+    console.print(table)
+    console.print(
+        "Peak memory = growth of the process's ru_maxrss over its value after building model, optimizer and "
+        "inputs (activations + gradients + AdamW state); one process per method."
+    )
+    return {"settings": settings, "results": rows}
+
+
+def bench_encoding(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    console.log("encoding throughput")
+    settings = {
+        "backbone": BACKBONE,
+        "method": "harma",
+        "batch": args.batch,
+        "image_size": 224,
+        "warmup": 1,
+        "repeats": args.steps,
+        "threads": args.threads,
+    }
+    result = run_worker("benchmarks.encoding", settings)
+    table = Table(title=f"Encoding throughput, eval mode, no_grad, batch {args.batch} (median of {args.steps})")
+    for column in ("model", "images/s", "x bare", "captions/s", "x bare"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    if "error" in result:
+        table.add_row(f"[red]{result['error']}[/red]", "", "", "", "")
+    else:
+        bare = result["throughput"]["bare"]
+        for name, row in result["throughput"].items():
+            row["images_ratio_vs_bare"] = _ratio(row["images_per_s"], bare["images_per_s"])
+            row["captions_ratio_vs_bare"] = _ratio(row["captions_per_s"], bare["captions_per_s"])
+            table.add_row(
+                "bare backbone" if name == "bare" else f"+ {name}",
+                f"{row['images_per_s']:.1f}",
+                f"{row['images_ratio_vs_bare']:.2f}",
+                f"{row['captions_per_s']:.1f}",
+                f"{row['captions_ratio_vs_bare']:.2f}",
+            )
+    console.print(table)
+    return {"settings": settings, "results": result}
+
+
+def _fits(images: int, available_bytes: int) -> tuple[bool, float]:
+    """Whether brute force fits: float32 scores + int64 order + int64 positions per entry, within half of RAM."""
+    need = images * images * 5 * (4 + 8 + 8)
+    return need < available_bytes // 2, need / BYTES_PER_GIB
+
+
+def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    rows = []
+    for name, images in EVAL_SIZES:
+        dim = args.fallback_dim if args.quick and images > 10_000 else args.dim
+        console.log(f"evaluation: {name} retrieval_metrics, D={dim}")
+        chunked = run_worker(
+            "benchmarks.evaluation", {"images": images, "dim": dim, "how": "chunked"}, timeout=args.eval_timeout
+        )
+        note = ""
+        if "error" in chunked and "timed out" in chunked["error"] and dim > args.fallback_dim:
+            note = f"D={dim} timed out after {args.eval_timeout:.0f} s; rerun at D={args.fallback_dim}"
+            dim = args.fallback_dim
+            console.log(f"evaluation: {name} {note}")
+            chunked = run_worker(
+                "benchmarks.evaluation", {"images": images, "dim": dim, "how": "chunked"}, timeout=args.eval_timeout
+            )
+        fits, need_gib = _fits(images, available)
+        if fits:
+            console.log(f"evaluation: {name} brute force, D={dim}")
+            brute = run_worker("benchmarks.evaluation", {"images": images, "dim": dim, "how": "brute"})
+        else:
+            brute = {
+                "short": f"does not fit ({need_gib:,.0f} GiB)",
+                "error": f"does not fit: needs {need_gib:,.1f} GiB (full float32 matrix alone "
+                f"{images * images * 5 * 4 / 1e9:,.1f} GB), {available / BYTES_PER_GIB:.1f} GiB available",
+            }
+        rows.append(
+            {
+                "dataset": name,
+                "images": images,
+                "captions": images * 5,
+                "dim": dim,
+                "note": note,
+                "retrieval_metrics": chunked,
+                "brute_force": brute,
+                "same_mR": ("mR" in chunked and "mR" in brute and abs(chunked["mR"] - brute["mR"]) < 1e-9) or None,
+            }
+        )
+    table = Table(title="Evaluation on synthetic unit embeddings (5 captions per image), one process each")
+    for column in (
+        "size",
+        "D",
+        "retrieval_metrics s",
+        "peak RSS MiB",
+        "brute force s",
+        "peak RSS MiB",
+        "time x brute",
+        "RSS x brute",
+        "same mR",
+    ):
+        table.add_column(column, justify="left" if column == "size" else "right")
+    for row in rows:
+        chunked, brute = row["retrieval_metrics"], row["brute_force"]
+        size = f"{row['dataset']} {row['images']:,} x {row['captions']:,}"
+        if "error" in chunked:
+            table.add_row(size, str(row["dim"]), f"[red]{chunked['error']}[/red]", "", "", "", "", "", "")
+            continue
+        if "error" in brute:
+            brute_cells = (f"[yellow]{brute.get('short', brute['error'])}[/yellow]", "", "", "", "-")
+        else:
+            row["time_ratio_vs_brute"] = _ratio(chunked["seconds"], brute["seconds"])
+            row["rss_ratio_vs_brute"] = _ratio(chunked["peak_rss_growth_mib"], brute["peak_rss_growth_mib"])
+            brute_cells = (
+                f"{brute['seconds']:.2f}",
+                f"{brute['peak_rss_growth_mib']:,.0f}",
+                f"{row['time_ratio_vs_brute']:.2f}",
+                f"{row['rss_ratio_vs_brute']:.2f}",
+                "yes" if row["same_mR"] else "[red]NO[/red]",
+            )
+        table.add_row(
+            size, str(row["dim"]), f"{chunked['seconds']:.2f}", f"{chunked['peak_rss_growth_mib']:,.0f}", *brute_cells
+        )
+    console.print(table)
+    for row in rows:
+        if row["note"]:
+            console.print(f"{row['dataset']}: {row['note']}")
+    console.print("Peak RSS = growth of ru_maxrss over its value once the embeddings exist.")
+    return {"results": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="batch 8, 1 warm-up + 2 timed steps, NWPU-size at D=64")
+    parser.add_argument("--batch", type=int, default=None, help="training/encoding batch (default 32, quick 8)")
+    parser.add_argument("--dim", type=int, default=None, help="embedding dim for evaluation (default 512)")
+    parser.add_argument("--fallback-dim", type=int, default=128, help="D to retry with when an evaluation times out")
+    parser.add_argument("--eval-timeout", type=float, default=180.0, help="seconds before an evaluation is retried")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the workers (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="also time the harma step under torch.compile")
+    parser.add_argument(
+        "--only", choices=("train", "encoding", "evaluation"), action="append", help="run only these parts (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    args.batch = args.batch or (8 if args.quick else 32)
+    args.warmup, args.steps = (1, 2) if args.quick else (2, 3)
+    args.dim = args.dim or 512
+    if args.quick:
+        args.fallback_dim = min(args.fallback_dim, 64)
+        args.eval_timeout = min(args.eval_timeout, 60.0)
+    parts = args.only or ["train", "encoding", "evaluation"]
+
+    console = Console(width=130)
+    torch.set_flush_denormal(True)
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        console.print(
+            f"[yellow]load average {load:.2f} at start: other processes share the CPUs; times are noisy[/yellow]"
+        )
+    report: dict[str, Any] = {
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "quick": args.quick,
+    }
+    if "train" in parts:
+        report["train_step"] = bench_train(args, console)
+    if "encoding" in parts:
+        report["encoding"] = bench_encoding(args, console)
+    if "evaluation" in parts:
+        report["evaluation"] = bench_evaluation(args, console)
+    report["wall_s"] = time.perf_counter() - started
+    report["environment"]["load_average_at_end"] = os.getloadavg()
+    atomic_write(args.out, lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))
+    console.print(f"wrote {args.out} ({report['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""One training step of each method on a backbone: time (median after warm-up) and peak-RSS growth.
+
+Run as ``python -m benchmarks.train_step '{"method": "harma", ...}'``, one process per method, so that
+each peak RSS is the method's own: the baseline is ``ru_maxrss`` after building the model, optimizer
+and inputs, with the kernel's peak mark reset to the RSS of that moment; the figure is how far the
+high-water mark rose above it over warm-up and timed steps (activations, gradients and, from the first
+step on, AdamW's state). ``frozen`` is a forward pass under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from benchmarks._proc import current_rss_mib, emit, max_rss_mib, median, reset_peak_rss, timed, worker_args
+from harma_zoo.engine.train import parameter_groups
+from harma_zoo.model import build_model
+
+CAPTION = "many buildings and green trees are around a playground with a red track"
+
+
+def main() -> None:
+    args = worker_args()
+    torch.set_flush_denormal(True)  # as the engine does: random weights give subnormals that slow CPU math
+    torch.manual_seed(0)
+    model = build_model(args["backbone"], {"type": args["method"]})
+    batch = args["batch"]
+    pixels = torch.randn(batch, 3, args["image_size"], args["image_size"])
+    tokens = model.backbone.tokenize([f"{CAPTION} {i}" for i in range(batch)])
+    image_ids = torch.arange(batch)
+    n_trainable = sum(p.numel() for _, p in model.trainable_parameters())
+
+    if args["method"] == "frozen":
+        model.eval()
+
+        def step() -> None:
+            with torch.no_grad():
+                model(pixels, tokens, image_ids)
+
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(parameter_groups(model, weight_decay=0.05), lr=1e-4)
+        forward = torch.compile(model) if args.get("compile") else model
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            forward(pixels, tokens, image_ids)["loss"].backward()
+            optimizer.step()
+
+    gc.collect()
+    peak_reset = reset_peak_rss()
+    baseline_peak, baseline_now = max_rss_mib(), current_rss_mib()
+    times = timed(step, args["warmup"], args["steps"])
+    emit(
+        {
+            "method": args["method"],
+            "compile": bool(args.get("compile")),
+            "trainable_params": n_trainable,
+            "step_s_median": median(times),
+            "step_s": times,
+            "peak_rss_growth_mib": max_rss_mib() - baseline_peak,
+            "baseline_peak_rss_mib": baseline_peak,
+            "baseline_rss_mib": baseline_now,
+            "peak_reset": peak_reset,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
