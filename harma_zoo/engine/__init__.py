@@ -1,1 +1,1 @@
-"""Training and evaluation machinery: metrics, loops and the pieces they share."""
+"""Training and evaluation machinery: the Runner set-up, hooks, metric, checkpoints and recipes."""

@@ -9,6 +9,7 @@ import numpy as np
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,9 +22,13 @@ from harma_zoo.engine.report import metrics_table
 HISTORY_MARK = "__mmengine_history_buffer__"
 
 
+def runner_model(runner):
+    """The Runner's model without its DDP wrapper."""
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+
 def retrieval_model(runner):
-    model = runner.model.module if hasattr(runner.model, "module") else runner.model
-    return model.retrieval
+    return runner_model(runner).retrieval
 
 
 def _plain(value: Any) -> Any:
@@ -72,7 +77,7 @@ class ResumeCheckpointHook(Hook):
     priority = "VERY_HIGH"
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model = runner_model(runner)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
         checkpoint["meta"]["backbone_fingerprint"] = retrieval_model(runner).backbone_fingerprint
@@ -85,7 +90,7 @@ class ResumeCheckpointHook(Hook):
         if found != expected:
             raise ValueError(f"resume checkpoint was made on backbone {found}, this run's backbone is {expected}")
         checkpoint["message_hub"] = _rebuilt(checkpoint["message_hub"])
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model = runner_model(runner)
         for name, value in model.state_dict().items():
             checkpoint["state_dict"].setdefault(name, value)
 

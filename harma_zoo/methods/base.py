@@ -78,9 +78,11 @@ class Method(nn.Module):
         """Undo what ``_attach`` did beyond hooks (for methods that replace modules)."""
 
     def parameter_group(self, name: str) -> tuple[str, str]:
-        """(tower, kind) of one of this method's own parameters, for the parameter report."""
-        tower = name.split(".", 2)[1] if name.startswith("adapters.") else "shared"
-        return tower, type(self).__name__.lower()
+        """(tower, kind) of one of this method's own parameters, for the parameter report.
+
+        Methods whose modules belong to a tower override this; by default they are reported apart.
+        """
+        return "other", type(self).__name__.lower()
 
     def backbone_parameter_kind(self, name: str) -> str:
         """Kind of a backbone parameter in the report; methods that inject into the backbone override it."""
