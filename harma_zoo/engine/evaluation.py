@@ -63,7 +63,6 @@ def evaluate(model: RetrievalModel, annotations: Annotations, batch_size: int = 
 
 def build_for_evaluation(cfg, checkpoint: str | Path | None) -> tuple[RetrievalModel, dict]:
     """The recipe's model with ``checkpoint`` loaded (none: the bare backbone, zero-shot)."""
-    torch.set_flush_denormal(True)  # see train.build_runner
     model = build_recipe_model(cfg)
     metadata = load_adapter(model, checkpoint, cfg.method.to_dict()) if checkpoint else {}
     return model.eval(), metadata

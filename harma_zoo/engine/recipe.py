@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from mmengine.config import Config
 from mmengine.dist import barrier, is_main_process
 from mmengine.runner import set_random_seed
@@ -40,6 +41,9 @@ def build_recipe_model(cfg: Config) -> RetrievalModel:
     Random initialisations (tiny backbones, adapters) are then the same in training
     and in every later evaluation, so the backbone fingerprint in a checkpoint matches.
     """
+    # Frozen random or small weights produce subnormal floats that slow CPU math ~20x; every run and
+    # evaluation builds its model here, so this is where they are flushed, before any compute starts.
+    torch.set_flush_denormal(True)
     set_random_seed(cfg.schedule.seed)
     return build_model(cfg.backbone, cfg.method, cfg.get("loss"))
 

@@ -59,8 +59,6 @@ def lr_schedule(total_iters: int, warmup_ratio: float, decay: str) -> list[dict[
 def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False) -> Runner:
     """A Runner that trains ``cfg``'s method on its backbone and validates every epoch."""
     use_cuda = torch.cuda.is_available()
-    # Frozen random or small weights produce subnormal floats that slow CPU math ~20x; flush them.
-    torch.set_flush_denormal(True)
     if launcher != "none" and not is_distributed():  # before sizing the schedule by world size
         if use_cuda:
             init_dist(launcher, backend="nccl")
