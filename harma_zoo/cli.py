@@ -257,6 +257,19 @@ def _convert_original(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _export_backbone(args: argparse.Namespace, console: Console) -> int:
+    import yaml
+
+    from harma_zoo.engine.recipe import load_recipe
+    from harma_zoo.zoo.export import export_backbone
+
+    cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
+    entry = export_backbone(cfg, args.checkpoint, args.out)
+    console.print(f"wrote {args.out} ({entry.pop('size'):,} bytes); its backbones.yaml entry:", highlight=False)
+    print(yaml.safe_dump([{"name": "NAME", **entry, "license": "LICENSE", "citation": "CITATION"}], sort_keys=False))
+    return 0
+
+
 def _add_zoo_commands(commands: Any) -> None:
     registry_help = "registry folder (default: $HARMA_ZOO_REGISTRY, else the project's registry/)"
     listing = commands.add_parser("list", help="the zoo's backbones, published checkpoints and recipes")
@@ -296,6 +309,13 @@ def _add_zoo_commands(commands: Any) -> None:
     convert.add_argument("--backbone-out", help="also write the checkpoint's backbone weights here (.safetensors)")
     convert.add_argument("--backbone-pretrained", help="the backbone source the adapter names (tag or weights file)")
     convert.set_defaults(run=_convert_original)
+
+    export = commands.add_parser("export-backbone", help="write a `full` run's backbone as a zoo weights file")
+    export.add_argument("recipe", help="the recipe the checkpoint was trained with (file or name in recipes/)")
+    export.add_argument("--checkpoint", required=True, help="the run's checkpoint (best.safetensors)")
+    export.add_argument("--out", required=True, help="weights file to write, e.g. zoo_files/NAME.safetensors")
+    export.add_argument("--cfg-options", nargs="+", action=DictAction, help="override recipe values: key.sub=value")
+    export.set_defaults(run=_export_backbone)
 
 
 def build_parser() -> argparse.ArgumentParser:

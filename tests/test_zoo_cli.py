@@ -23,14 +23,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from harma_zoo.cli import main
-from harma_zoo.engine.checkpoint import read_metadata
+from harma_zoo.engine.checkpoint import read_metadata, save_adapter
 from harma_zoo.engine.evaluation import build_for_evaluation
-from harma_zoo.engine.recipe import load_recipe
+from harma_zoo.engine.recipe import build_recipe_model, load_recipe
 from harma_zoo.engine.train import train
+from harma_zoo.model import build_backbone
 from harma_zoo.zoo import publish as publish_module
 from harma_zoo.zoo.cards import card_metadata
-from harma_zoo.zoo.fetch import sha256_file
-from harma_zoo.zoo.index import load_index
+from harma_zoo.zoo.fetch import ChecksumError, sha256_file
+from harma_zoo.zoo.index import load_index, match_backbone
 
 PROJECT = Path(__file__).resolve().parents[1]
 WEIGHTS = b"backbone weights " * 1000
@@ -312,3 +313,60 @@ def test_convert_original_errors_on_the_command_line(tmp_path: Path, capsys) -> 
     code, out = run(capsys, "convert-original", str(tmp_path / "other.pth"), out_file, "--backbone-pretrained", "x")
     assert code == 2 and "expected a dict with a 'model' state dict" in out
     assert not Path(out_file).exists()
+
+
+# --- zoo: weights and export-backbone ------------------------------------------------------------------
+def _perturbed_tiny_backbone():
+    """The tiny ViT with tower weights no fresh build has: what a pretraining run (`full`) would leave."""
+    backbone = build_backbone({"type": "open_clip", "arch": "harma-tiny-vit"})
+    with torch.no_grad():
+        for _, parameter in backbone.embedding_parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    return backbone
+
+
+def test_zoo_weights_are_fetched_verified_and_loaded(registry: Path, server, monkeypatch, tmp_path: Path) -> None:
+    base, folder = server
+    backbone = _perturbed_tiny_backbone()
+    backbone.save_weights(folder / "pre.safetensors")
+    digest = sha256_file(folder / "pre.safetensors")
+    add_backbone(registry, name="pre", weights={"kind": "url", "source": f"{base}/pre.safetensors", "sha256": digest})
+    add_backbone(registry, name="pre-bad", weights={"kind": "url", "source": f"{base}/pre.safetensors",
+                                                    "sha256": OTHER_SHA})  # fmt: skip
+    monkeypatch.setenv("HARMA_ZOO_REGISTRY", str(registry))
+    config = {"type": "open_clip", "arch": "harma-tiny-vit", "pretrained": "zoo:pre"}
+    assert build_backbone(config).fingerprint() == backbone.fingerprint()
+    assert (tmp_path / "zoo-home" / "downloads" / digest / "pre.safetensors").is_file()
+    assert match_backbone(load_index(registry), config).name == "pre"  # what publish records
+    with pytest.raises(ChecksumError, match=OTHER_SHA):
+        build_backbone({**config, "pretrained": "zoo:pre-bad"})
+    with pytest.raises(ValueError, match="zoo entry 'pre' is"):
+        build_backbone({**config, "arch": "harma-small-vit"})  # never loads weights into another model
+    with pytest.raises(KeyError, match="no backbone entry 'nothing'"):
+        build_backbone({**config, "pretrained": "zoo:nothing"})
+
+
+def test_export_backbone_writes_the_trained_weights_and_their_entry(tmp_path: Path, capsys) -> None:
+    recipe = write_recipe(tmp_path, method={"type": "full"})
+    model = build_recipe_model(load_recipe(recipe))
+    trained = _perturbed_tiny_backbone()
+    model.backbone.load_state_dict(trained.state_dict())
+    cfg = load_recipe(recipe)
+    checkpoint = save_adapter(model, tmp_path / "best.safetensors", backbone=cfg.backbone.to_dict(),
+                              method=cfg.method.to_dict(), loss=cfg.loss.to_dict())  # fmt: skip
+    out = tmp_path / "zoo_files" / "mine.safetensors"
+    code, printed = run(capsys, "export-backbone", str(recipe), "--checkpoint", str(checkpoint), "--out", str(out))
+    assert code == 0
+    entry = yaml.safe_load(printed[printed.index("- name"):])[0]
+    assert entry["weights"] == {"kind": "file", "source": out.as_posix(), "sha256": sha256_file(out)}
+    assert entry["family"] == "open_clip" and entry["architecture"] == {"arch": "harma-tiny-vit"}
+    loaded = build_backbone({"type": "open_clip", "arch": "harma-tiny-vit", "pretrained": str(out)})
+    assert loaded.fingerprint() == trained.fingerprint()
+
+
+def test_export_backbone_refuses_adapter_checkpoints(trained_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "w.safetensors"
+    recipe = trained_run.parent / "tiny_recipe.py"
+    code, printed = run(capsys, "export-backbone", str(recipe), "--checkpoint", str(trained_run / "best.safetensors"),
+                        "--out", str(out))  # fmt: skip
+    assert code == 2 and "method 'harma' trains adapters" in printed and not out.exists()

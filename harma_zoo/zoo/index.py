@@ -32,6 +32,9 @@ URL_SCHEMES = ("https", "http", "hf", "file")
 WEIGHTS_OPTION = {"open_clip": "pretrained"}
 # Options of a backbone config that do not change which weights or architecture it is.
 NEUTRAL_OPTIONS = ("cache_dir",)
+# A backbone config may give its weights as `zoo:NAME`: the weights of backbone entry NAME (resolved
+# by harma_zoo.zoo.references when the backbone is built), so a recipe names a zoo backbone portably.
+ZOO_PREFIX = "zoo:"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -480,6 +483,8 @@ def backbone_matches(entry: BackboneEntry, config: dict[str, Any]) -> bool:
     if any(config.get(key) != value for key, value in architecture.items()):
         return False
     weights, value = entry.weights, config.get(option)
+    if value == f"{ZOO_PREFIX}{entry.name}":
+        return True
     if weights.kind == "random":
         return value is None
     if weights.kind in ("tag", "hub"):
