@@ -19,6 +19,7 @@ from harma_zoo.model import build_model
 from harma_zoo.params import parameter_summary
 from harma_zoo.registry import BACKBONES, get_class
 from harma_zoo.resources import recipe_path
+from harma_zoo.zoo.presets import PRESETS
 
 
 def backbone_config(spec: str, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -265,7 +266,8 @@ def _export_backbone(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
     entry = export_backbone(cfg, args.checkpoint, args.out)
-    console.print(f"wrote {args.out} ({entry.pop('size'):,} bytes); its backbones.yaml entry:", highlight=False)
+    size = entry.pop("size")
+    console.print(f"wrote {args.out} ({size:,} bytes); its backbones.yaml entry:", highlight=False, soft_wrap=True)
     print(yaml.safe_dump([{"name": "NAME", **entry, "license": "LICENSE", "citation": "CITATION"}], sort_keys=False))
     return 0
 
@@ -348,11 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="train and evaluate recipes x methods; leaderboard (md, csv, json), plot and model cards"
     )
     bench.add_argument("--recipes", nargs="+", help="recipe files or names in recipes/")
-    bench.add_argument("--methods", nargs="+", help="method pieces of recipes/_base_/methods/ (default: frozen harma)")
+    bench.add_argument(
+        "--methods", nargs="+", help="method pieces of recipes/_base_/methods/, or `recipe` (each recipe's own)"
+    )
     bench.add_argument("--backbones", nargs="+", help="backbone pieces of recipes/_base_/backbones/ (x --datasets)")
     bench.add_argument("--datasets", nargs="+", help="dataset pieces of recipes/_base_/datasets/ (x --backbones)")
     bench.add_argument("--schedule", help="schedule piece for --backbones x --datasets (default: reference)")
-    bench.add_argument("--preset", help="a built-in matrix: demo (the default when nothing is chosen)")
+    bench.add_argument(
+        "--preset", help=f"a built-in matrix: {', '.join(PRESETS)} (demo is the default when nothing is chosen)"
+    )
     bench.add_argument("--out", default="results", help="output folder: runs/, cards/, leaderboard.*")
     bench.add_argument("--cfg-options", nargs="+", action=DictAction, help="override values of every run: key=value")
     bench.set_defaults(run=_bench)

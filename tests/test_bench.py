@@ -189,5 +189,20 @@ def test_the_demo_preset_is_the_small_vit_on_synthetic_data(tmp_path: Path) -> N
     assert [run.method for run in runs] == ["frozen", "harma", "full"]
     assert all(run.cfg.backbone.arch == "harma-small-vit" and "pretrained" not in run.cfg.backbone for run in runs)
     assert all(run.cfg.data.root == f"{tmp_path}/demo-data" and run.cfg.data.synthetic for run in runs)
-    with pytest.raises(KeyError, match="unknown preset 'paper'; known: demo"):
+    with pytest.raises(KeyError, match="unknown preset 'paper'; known: demo, rsicd-transfer"):
         bench.resolve_preset("paper", tmp_path)
+
+
+def test_the_transfer_preset_runs_each_pairing_recipe_as_it_is(tmp_path: Path) -> None:
+    preset = bench.resolve_preset("rsicd-transfer", tmp_path)
+    runs = plan(preset["recipes"], preset["methods"], cfg_options=preset["cfg_options"])
+    assert [run.method for run in runs] == ["frozen", "harma", "harma-paper", "lora", "adapter", "full"]
+    for run in runs:  # the run id is the recipe's name, so a published checkpoint names a recipe in recipes/
+        recipe = load_recipe(project_folder("recipes") / f"{run.run_id}.py")
+        assert run.cfg.name == run.run_id and run.cfg.to_dict() == recipe.to_dict()
+        assert run.dataset == "rsicd" and run.cfg.backbone.pretrained == "zoo:harma-tiny-vit-rsicd-source"
+    towers = {run.method: tuple(run.cfg.method.get("shared_towers", ())) for run in runs}
+    assert towers["harma"] == ("text",) and towers["harma-paper"] == ("image", "text")
+    assert len({json.dumps(run.cfg.schedule.to_dict(), sort_keys=True) for run in runs}) == 1  # one schedule
+    with pytest.raises(ValueError, match="runs recipes as they are"):
+        plan(None, ["recipe"], ["tiny_vit"], ["synthetic"])

@@ -3,7 +3,9 @@
 A bench is the product of chosen RECIPES (or of ``backbones x datasets`` pieces from
 ``recipes/_base_/``, composed with one schedule piece) and METHODS, the names of
 ``recipes/_base_/methods/<name>.py``. Each combination runs in ``<out>/runs/<run id>/``
-with run id ``<recipe>__<method>`` (or ``<backbone>__<dataset>__<method>``).
+with run id ``<recipe>__<method>`` (or ``<backbone>__<dataset>__<method>``). The method
+``recipe`` runs a recipe as it is, with its own method; its run id is the recipe's name, so
+its checkpoint names a recipe of ``recipes/`` that anyone can train or evaluate again.
 
 Composition rule. The recipe's ``method`` and ``loss`` sections are REPLACED (not merged)
 by the method piece's. Options the recipe sets itself, beyond what its own ``_base_``
@@ -53,18 +55,11 @@ from harma_zoo.registry import BACKBONES, get_class
 from harma_zoo.resources import project_folder, recipe_path
 from harma_zoo.zoo.bench_cards import write_bench_card
 from harma_zoo.zoo.leaderboard import ranked, rich_table, write_leaderboard
+from harma_zoo.zoo.presets import PRESETS
 
 DEFAULT_METHODS = ("frozen", "harma")
+AS_RECIPE = "recipe"  # the method that keeps each recipe's own method and loss
 DEFAULT_SCHEDULE = "reference"
-# Presets as data. Overrides may name {out}, the bench output folder.
-PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {
-        "about": "the built-in default of `make demo`: small ViT, synthetic data the package draws, CPU minutes",
-        "recipes": ["harma_small-vit_synthetic"],
-        "methods": ["frozen", "harma", "full"],
-        "cfg_options": {"data.root": "{out}/demo-data"},
-    },
-}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -172,10 +167,22 @@ def backbone_label(backbone: dict[str, Any]) -> str:
     return f"{family}:{value}" if value else family
 
 
+def _name_parts(name: str) -> list[str]:
+    """``[method, backbone, dataset]`` of a recipe named by the convention, else ``[]``."""
+    parts = name.split("_")
+    return parts if len(parts) == 3 and all(parts) else []
+
+
+def method_label(name: str, cfg: Config) -> str:
+    """The method part of a ``<method>_<backbone>_<dataset>`` recipe name, else the method's type."""
+    parts = _name_parts(name)
+    return parts[0] if parts else str(cfg.method.get("type"))
+
+
 def dataset_label(name: str, recipe_file: Path | None, data: dict[str, Any]) -> str:
     """The dataset part of a ``<method>_<backbone>_<dataset>`` recipe name, else its datasets piece, else root."""
-    parts = name.split("_")
-    if len(parts) == 3 and all(parts):
+    parts = _name_parts(name)
+    if parts:
         return parts[2]
     for base in _base_files(recipe_file) if recipe_file else []:
         if base.parent.name == "datasets":
@@ -199,12 +206,20 @@ def plan(
         raise ValueError("--schedule applies to --backbones x --datasets (recipes bring their own schedule)")
     if not recipes and not backbones:
         raise ValueError("nothing to bench: give --recipes, or --backbones with --datasets, or a --preset")
+    if AS_RECIPE in methods and backbones:
+        raise ValueError(f"method {AS_RECIPE!r} runs recipes as they are; --backbones x --datasets have no method")
     for method in methods:
-        piece_path("methods", method)  # fail before any training on a misspelt method
+        if method != AS_RECIPE:
+            piece_path("methods", method)  # fail before any training on a misspelt method
     runs: list[BenchRun] = []
     for recipe in recipes or []:
         path = recipe_path(recipe)
         for method in methods:
+            if method == AS_RECIPE:
+                cfg = load_recipe(path)
+                runs.append(_run(cfg, method_label(cfg.name, cfg), cfg.name, backbone_label(cfg.backbone), path,
+                                 cfg_options, run_id=cfg.name))  # fmt: skip
+                continue
             cfg = compose_method(load_recipe(path), method, path)
             runs.append(_run(cfg, method, cfg.name, backbone_label(cfg.backbone), path, cfg_options))
     for backbone in backbones or []:
@@ -228,6 +243,7 @@ def _run(
     recipe_file: Path | None,
     cfg_options: dict[str, Any] | None,
     dataset: str | None = None,
+    run_id: str | None = None,
 ) -> BenchRun:
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -236,7 +252,7 @@ def _run(
         raise KeyError(f"{recipe} x {method} lacks section(s) {', '.join(missing)}")
     method_name = Path(method).stem
     dataset = dataset or dataset_label(recipe, recipe_file, cfg.data)
-    run_id = safe_id(recipe, method_name)
+    run_id = safe_id(run_id) if run_id else safe_id(recipe, method_name)
     cfg.name = run_id  # the composed recipe, saved as runs/<run id>/<run id>.py, is the checkpoint's recipe
     return BenchRun(run_id, cfg, recipe, backbone, dataset, method_name)
 
