@@ -1,0 +1,4 @@
+# HarMA as the paper describes it (each shared module used by both towers), sized as in
+# harma_tiny-vit-rsicd-source_rsicd; a row of `make transfer` (see _base_/pairings/).
+_base_ = ["_base_/pairings/tiny_vit_rsicd_source__rsicd.py", "_base_/methods/harma_paper.py"]
+method = dict(bottleneck=32, shared_width=16, heads=4)
