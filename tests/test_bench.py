@@ -68,6 +68,9 @@ def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) ->
     scores = [row["val_mR"] for row in listed["rows"]]
     assert scores == sorted(scores, reverse=True)
     assert [float(row["val_mR"]) for row in csv_rows] == pytest.approx(scores)
+    for row in listed["rows"]:  # what each run cost, from its result.json
+        seconds = json.loads((out / "runs" / row["run"] / "result.json").read_text())["wall_time_s"]
+        assert row["wall_time_min"] == round(seconds / 60, 1)
     assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob(".*.tmp"))  # every file was written atomically
 

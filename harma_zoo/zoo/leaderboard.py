@@ -32,6 +32,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("val_mR", "val mR"),
     ("test_mR", "test mR"),
     ("best_epoch", "best epoch"),
+    ("wall_time_min", "wall time (min)"),
 )
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.png")
 
@@ -51,6 +52,8 @@ def leaderboard_row(result: dict[str, Any]) -> dict[str, Any]:
         "val_mR": val.get("mR"),
         "test_mR": test.get("mR") if test else None,
         "best_epoch": result.get("best_epoch"),
+        # training and evaluation of the run; None for a run recorded before this was kept
+        "wall_time_min": round(result["wall_time_s"] / 60, 1) if result.get("wall_time_s") is not None else None,
     }
     return row
 
@@ -68,6 +71,8 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,}"
     if key == "percent_of_backbone":
         return f"{value:.3f}"
+    if key == "wall_time_min":
+        return f"{value:.1f}"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -153,6 +158,7 @@ def rich_table(
         ("val_i2t_R@1", "i2t R@1"),
         ("val_t2i_R@1", "t2i R@1"),
         ("best_epoch", "epoch"),
+        ("wall_time_min", "min"),
         ("run", "run"),
     )
     table = Table(title=title)
