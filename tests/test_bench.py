@@ -206,6 +206,9 @@ def test_the_transfer_preset_runs_each_pairing_recipe_as_it_is(tmp_path: Path) -
         assert run.dataset == "rsicd" and run.cfg.backbone.pretrained == "zoo:harma-tiny-vit-rsicd-source"
     towers = {run.method: tuple(run.cfg.method.get("shared_towers", ())) for run in runs}
     assert towers["harma"] == ("text",) and towers["harma-paper"] == ("image", "text")
-    assert len({json.dumps(run.cfg.schedule.to_dict(), sort_keys=True) for run in runs}) == 1  # one schedule
+    rates = {run.method: run.cfg.schedule.lr for run in runs}
+    assert rates == {"frozen": 5e-4, "full": 5e-4, "harma": 1e-2, "harma-paper": 1e-2, "lora": 1e-2, "adapter": 1e-2}
+    schedules = {json.dumps({**run.cfg.schedule.to_dict(), "lr": None}, sort_keys=True) for run in runs}
+    assert len(schedules) == 1  # one schedule but for the learning rate
     with pytest.raises(ValueError, match="runs recipes as they are"):
         plan(None, ["recipe"], ["tiny_vit"], ["synthetic"])

@@ -1,7 +1,7 @@
 # Stage 2 of the CPU transfer benchmark, without its method: the tiny ViT pretrained on RSICD's source
 # classes (zoo backbone harma-tiny-vit-rsicd-source), fine-tuned on the WHOLE RSICD training split (all
 # 30 classes and the images without one), selected and reported on the validation split. One schedule
-# for every method; each run takes under 15 min on 2 CPU cores. The `*_tiny-vit-rsicd-source_rsicd`
+# for every method (the parameter-efficient ones set a higher lr). The `*_tiny-vit-rsicd-source_rsicd`
 # recipes add a method each; `make transfer` runs them all (`harma-zoo bench --preset rsicd-transfer`).
 _base_ = [
     "../backbones/tiny_vit_rsicd_source.py",
