@@ -1,0 +1,128 @@
+"""The CPU transfer benchmark as shipped: the source/target class split, the pretrained zoo backbone,
+and the published adapters trained on it (fetched from the repository folder and over HTTP on
+127.0.0.1, loaded, and evaluated on RSICD's validation split)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harma_zoo.cli import main
+from harma_zoo.data.annotations import scene_class
+from harma_zoo.engine.recipe import load_recipe, load_split
+from harma_zoo.resources import recipe_path
+from harma_zoo.zoo.index import ZooIndex, load_index
+
+PROJECT = Path(__file__).resolve().parents[1]
+BACKBONE = "harma-tiny-vit-rsicd-source"
+PRETRAIN = "pretrain_tiny-vit_rsicd-source"
+TRANSFER = "harma_tiny-vit-rsicd-source_rsicd"
+
+
+def test_the_source_domain_is_every_other_scene_class(shared_data: Path) -> None:
+    cfg = load_recipe(recipe_path(PRETRAIN), {"data.root": str(shared_data / "rsicd")})
+    full = load_recipe(recipe_path(TRANSFER), {"data.root": str(shared_data / "rsicd")})
+    every_class = sorted({c for c in map(scene_class, load_split(full, "train").names) if c})
+    assert len(every_class) == 30
+    assert list(cfg.data.train_classes) == list(cfg.data.val_classes) == every_class[::2]
+    train, val = load_split(cfg, "train"), load_split(cfg, "val")
+    assert (train.num_images, len(train.captions), val.num_images) == (3611, 18055, 880)  # as the recipe says
+    assert {scene_class(name) for name in train.names + val.names} == set(every_class[::2])
+    assert not full.data.get("train_classes") and not full.data.get("val_classes")  # stage 2: all of RSICD
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ZooIndex:
+    return load_index(PROJECT / "registry")
+
+
+@pytest.fixture
+def zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HARMA_ZOO_HOME", str(tmp_path / "zoo-home"))
+    monkeypatch.delenv("HARMA_ZOO_REGISTRY", raising=False)
+    return tmp_path / "zoo-home"
+
+
+def _shipped_files(index: ZooIndex) -> dict[str, tuple[str, str]]:
+    """Every zoo entry whose file lives in the repository: name -> (repo-relative path, sha256)."""
+    files = {n: (e.weights.source, e.weights.sha256) for n, e in index.backbones.items() if e.weights.kind == "file"}
+    files.update({name: (entry.urls[0], entry.sha256) for name, entry in index.checkpoints.items()})
+    return files
+
+
+def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex) -> None:
+    backbone = shipped.backbone(BACKBONE)
+    assert backbone.weights.kind == "file" and backbone.weights.sha256
+    published = {entry.recipe: entry for entry in shipped.checkpoints.values() if entry.backbone == BACKBONE}
+    trained = [f"{m}_tiny-vit-rsicd-source_rsicd" for m in ("harma", "harma-paper", "lora", "adapter", "full")]
+    assert sorted(published) == sorted(trained)  # `frozen` trains nothing, so it publishes nothing
+    for recipe, entry in published.items():
+        assert entry.name == recipe and recipe_path(recipe).is_file() and entry.selected_on == "val"
+        assert entry.dataset["name"] == "rsicd" and entry.metrics["val"]["mR"] > 0
+    total = sum((PROJECT / path).stat().st_size for path, _ in _shipped_files(shipped).values())
+    assert total <= 50 * 2**20  # the repository's zoo files, backbone included, stay under 50 MB
+
+
+def test_every_shipped_file_fetches_from_the_folder_and_over_http(
+    shipped: ZooIndex, zoo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    shutil.copytree(PROJECT / "zoo_files", served)
+    handler = functools.partial(_Quiet, directory=str(served))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        mirror = _registry_served_from(shipped, tmp_path / "mirror" / "registry", base)
+        try:
+            for name, (path, digest) in _shipped_files(shipped).items():
+                assert main(["fetch", name, "--json"]) == 0, name  # from the repository folder
+                local = json.loads(capsys.readouterr().out)
+                assert local["verified"] and local["sha256"] == digest and local["url"].startswith("file://")
+                cache = str(tmp_path / "http-cache")
+                assert main(["fetch", name, "--json", "--registry", str(mirror), "--cache-dir", cache]) == 0, name
+                remote = json.loads(capsys.readouterr().out)
+                assert remote["verified"] and remote["url"] == f"{base}/{Path(path).name}"
+                assert Path(remote["path"]).read_bytes() == (PROJECT / path).read_bytes()
+        finally:
+            httpd.shutdown()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _registry_served_from(index: ZooIndex, folder: Path, base: str) -> Path:
+    """A copy of the shipped registry whose repository files are given as URLs under ``base`` instead."""
+    shutil.copytree(index.root, folder)
+    backbones = yaml.safe_load((folder / "backbones.yaml").read_text())
+    for entry in backbones:
+        if entry["weights"]["kind"] == "file":
+            entry["weights"].update(kind="url", source=f"{base}/{Path(entry['weights']['source']).name}")
+    checkpoints = yaml.safe_load((folder / "checkpoints.yaml").read_text())
+    for entry in checkpoints:
+        entry["urls"] = [f"{base}/{Path(url).name}" for url in entry["urls"]]
+    (folder / "backbones.yaml").write_text(yaml.safe_dump(backbones, sort_keys=False))
+    (folder / "checkpoints.yaml").write_text(yaml.safe_dump(checkpoints, sort_keys=False))
+    return folder
+
+
+def test_the_published_harma_adapter_reproduces_its_validation_figures(
+    shipped: ZooIndex, zoo_home: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = shipped.checkpoint(TRANSFER)
+    assert main(["fetch", TRANSFER]) == 0
+    adapter = capsys.readouterr().out.strip().splitlines()[-1]
+    out = tmp_path / "metrics.json"
+    root = f"data.root={shared_data / 'rsicd'}"
+    assert main(["eval", TRANSFER, "--checkpoint", adapter, "--out", str(out), "--cfg-options", root]) == 0
+    metrics = json.loads(out.read_text())["metrics"]  # the backbone came through zoo:, fetched and verified
+    assert metrics["mR"] == pytest.approx(entry.metrics["val"]["mR"], abs=0.05)
+    assert (zoo_home / "downloads" / shipped.backbone(BACKBONE).weights.sha256).is_dir()
