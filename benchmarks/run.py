@@ -32,6 +32,8 @@ from harma_zoo.fileio import atomic_write  # noqa: E402
 
 BACKBONE = {"type": "open_clip", "arch": "ViT-B-32"}
 METHODS = ("frozen", "harma", "lora", "adapter", "full")
+# Before/after of a speed-up: these methods are also timed without it (the row's name says so).
+WITHOUT_ATTENTION_LAYOUT = ("harma", "full")
 # (name, images); five captions per image.
 EVAL_SIZES = (("RSITMD", 452), ("RSICD", 1093), ("NWPU-Captions", 31500))
 BYTES_PER_GIB = 2**30
@@ -60,6 +62,11 @@ def bench_train(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     for method in METHODS:
         console.log(f"train step: {method}")
         rows[method] = run_worker("benchmarks.train_step", {**settings, "method": method})
+    for method in WITHOUT_ATTENTION_LAYOUT:
+        console.log(f"train step: {method}, before the attention-layout change")
+        rows[f"{method} (before)"] = run_worker(
+            "benchmarks.train_step", {**settings, "method": method, "attention_layout": False}
+        )
     if args.compile:
         console.log("train step: harma + torch.compile")
         rows["harma+compile"] = run_worker("benchmarks.train_step", {**settings, "method": "harma", "compile": True})
@@ -87,9 +94,18 @@ def bench_train(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     console.print(table)
     console.print(
         "Peak memory = growth of the process's ru_maxrss over its value after building model, optimizer and "
-        "inputs (activations + gradients + AdamW state); one process per method."
+        "inputs (activations + gradients + AdamW state); one process per method. '(before)': without "
+        "harma_zoo.backbones.attention_layout (attention inputs passed on as they come)."
     )
-    return {"settings": settings, "results": rows}
+    speedups = {
+        method: _ratio(rows[f"{method} (before)"].get("step_s_median"), rows[method].get("step_s_median"))
+        for method in WITHOUT_ATTENTION_LAYOUT
+    }
+    console.print(
+        "Attention-layout speed-up (step time before / after): "
+        + ", ".join(f"{method} {_fmt(value, '.2f')}x" for method, value in speedups.items())
+    )
+    return {"settings": settings, "results": rows, "attention_layout_speedup": speedups}
 
 
 def bench_encoding(args: argparse.Namespace, console: Console) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as the engine does: random weights give subnormals that slow CPU math
     torch.manual_seed(0)
     model = build_model(args["backbone"], {"type": args["method"]})
+    if not args.get("attention_layout", True):  # the "before" of harma_zoo.backbones.attention_layout
+        for handle in getattr(model.backbone, "attention_layout_hooks", []):
+            handle.remove()
     batch = args["batch"]
     pixels = torch.randn(batch, 3, args["image_size"], args["image_size"])
     tokens = model.backbone.tokenize([f"{CAPTION} {i}" for i in range(batch)])
@@ -56,6 +59,7 @@ def main() -> None:
         {
             "method": args["method"],
             "compile": bool(args.get("compile")),
+            "attention_layout": args.get("attention_layout", True),
             "trainable_params": n_trainable,
             "step_s_median": median(times),
             "step_s": times,

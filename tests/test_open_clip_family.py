@@ -134,3 +134,38 @@ def test_pretrained_tags_load(arch: str, pretrained: str) -> None:
     backbone = build_backbone({"type": "open_clip", "arch": arch, "pretrained": pretrained})
     image, text = _embeddings(backbone)
     assert image.shape == text.shape == (2, 512)
+
+
+def _harma_step_gradients(model, pixels, tokens) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    model(pixels, tokens, torch.arange(len(pixels)))["loss"].backward()
+    return {name: p.grad.clone() for name, p in model.trainable_parameters()}
+
+
+def test_attention_inputs_reach_the_projection_stored_sequence_first_with_the_same_results() -> None:
+    from harma_zoo.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"type": "open_clip", "arch": "harma-tiny-vit"}, {"type": "harma", "bottleneck": 16,
+                        "shared_width": 8, "heads": 2, "gate_init": 0.0})  # fmt: skip
+    with torch.no_grad():  # non-zero up-projections, so that gradients flow through every block
+        for name, p in model.method.named_parameters():
+            if ".up." in name or ".l2." in name:
+                p.normal_(0, 0.05)
+    seen: list[bool] = []  # per hooked call: is the module's own transpose of its input contiguous?
+    attentions = [m for m in model.backbone.modules() if isinstance(m, torch.nn.MultiheadAttention) and m.batch_first]
+    assert len(model.backbone.attention_layout_hooks) == len(attentions) == 4  # 2 blocks in each tower
+    for module in attentions:
+        module.register_forward_pre_hook(lambda _, args: seen.append(args[0].transpose(0, 1).is_contiguous()))
+    pixels = torch.randn(4, 3, 64, 64)
+    tokens = model.backbone.tokenize(["a red roof", "two ponds", "green fields", "a white ship"])
+    with_layout = _harma_step_gradients(model, pixels, tokens)
+    # image blocks 0, 1, then text blocks 0, 1: a block's input needs a gradient after the first adapter
+    assert seen == [False, True, False, True]
+    for handle in model.backbone.attention_layout_hooks:
+        handle.remove()
+    seen.clear()
+    as_given = _harma_step_gradients(model, pixels, tokens)
+    assert seen == [False, False, False, False]  # without it: a transposed, non-contiguous input
+    for name, grad in with_layout.items():
+        torch.testing.assert_close(grad, as_given[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -19,6 +19,7 @@ from open_clip.transformer import Transformer
 from safetensors.torch import save_file
 from torch import nn
 
+from harma_zoo.backbones.attention_layout import use_sequence_major_attention_inputs
 from harma_zoo.backbones.base import DualEncoder, TextTokens
 from harma_zoo.fileio import atomic_write
 from harma_zoo.hooks import InsertionPoint
@@ -106,6 +107,7 @@ class OpenCLIPBackbone(DualEncoder):
         self.arch = arch
         self.model = model
         self._tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache_dir)
+        self.attention_layout_hooks = use_sequence_major_attention_inputs(model)
 
     @classmethod
     def tiny_options(cls) -> dict:
