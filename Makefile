@@ -39,7 +39,8 @@ pretrain: $(STAMP)
 	$(VENV)/bin/harma-zoo export-backbone pretrain_tiny-vit_rsicd-source --checkpoint results/pretrain/best.safetensors \
 		--out results/pretrain/harma-tiny-vit-rsicd-source.safetensors
 
-# Stage 2: the six-row leaderboard, every method fine-tuned from that backbone to all of RSICD (~45 min).
+# Stage 2: the six-row leaderboard, every method fine-tuned from that backbone to all of RSICD (~1 h on
+# 2 cores; runs already finished in results/transfer are kept).
 transfer: $(STAMP)
 	$(VENV)/bin/harma-zoo bench --preset rsicd-transfer --out results/transfer
 
