@@ -24,6 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 BACKBONE = "harma-tiny-vit-rsicd-source"
 PRETRAIN = "pretrain_tiny-vit_rsicd-source"
 TRANSFER = "harma_tiny-vit-rsicd-source_rsicd"
+FROZEN = "frozen_tiny-vit-rsicd-source_rsicd"
 
 
 def test_the_source_domain_is_every_other_scene_class(shared_data: Path) -> None:
@@ -57,7 +58,7 @@ def _shipped_files(index: ZooIndex) -> dict[str, tuple[str, str]]:
     return files
 
 
-def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex) -> None:
+def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex, capsys) -> None:
     backbone = shipped.backbone(BACKBONE)
     assert backbone.weights.kind == "file" and backbone.weights.sha256
     published = {entry.recipe: entry for entry in shipped.checkpoints.values() if entry.backbone == BACKBONE}
@@ -66,6 +67,11 @@ def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex)
     for recipe, entry in published.items():
         assert entry.name == recipe and recipe_path(recipe).is_file() and entry.selected_on == "val"
         assert entry.dataset["name"] == "rsicd" and entry.metrics["val"]["mR"] > 0
+    assert main(["list", "checkpoints", "--backbone", BACKBONE, "--json"]) == 0
+    listed = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == set(published)
+    assert main(["list", "recipes", "--backbone", BACKBONE, "--json"]) == 0
+    assert {row["name"] for row in json.loads(capsys.readouterr().out)} == {*trained, FROZEN}
     total = sum((PROJECT / path).stat().st_size for path, _ in _shipped_files(shipped).values())
     assert total <= 50 * 2**20  # the repository's zoo files, backbone included, stay under 50 MB
 
