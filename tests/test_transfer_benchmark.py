@@ -132,3 +132,18 @@ def test_the_published_harma_adapter_reproduces_its_validation_figures(
     metrics = json.loads(out.read_text())["metrics"]  # the backbone came through zoo:, fetched and verified
     assert metrics["mR"] == pytest.approx(entry.metrics["val"]["mR"], abs=0.05)
     assert (zoo_home / "downloads" / shipped.backbone(BACKBONE).weights.sha256).is_dir()
+
+
+def test_the_kept_leaderboard_is_the_published_checkpoints(shipped: ZooIndex) -> None:
+    """The leaderboard files the README quotes agree with what the registry publishes."""
+    rows = json.loads((PROJECT / "benchmarks/results/rsicd-transfer/leaderboard.json").read_text())["rows"]
+    assert sorted(row["run"] for row in rows) == sorted([*shipped_transfer_names(shipped), FROZEN])
+    for row in rows:
+        if row["run"] != FROZEN:
+            entry = shipped.checkpoint(row["run"])
+            assert row["val_mR"] == pytest.approx(entry.metrics["val"]["mR"], abs=1e-9)
+            assert row["trainable_params"] == entry.parameters["trainable"]
+
+
+def shipped_transfer_names(index: ZooIndex) -> list[str]:
+    return [name for name, entry in index.checkpoints.items() if entry.backbone == BACKBONE]
