@@ -342,6 +342,10 @@ def test_zoo_weights_are_fetched_verified_and_loaded(registry: Path, server, mon
         build_backbone({**config, "pretrained": "zoo:pre-bad"})
     with pytest.raises(ValueError, match="zoo entry 'pre' is"):
         build_backbone({**config, "arch": "harma-small-vit"})  # never loads weights into another model
+    torch.manual_seed(1)
+    random = build_backbone({**config, "pretrained": "zoo:harma-tiny-vit"})  # an entry with random weights
+    torch.manual_seed(1)
+    assert random.fingerprint() == build_backbone({"type": "open_clip", "arch": "harma-tiny-vit"}).fingerprint()
     with pytest.raises(KeyError, match="no backbone entry 'nothing'"):
         build_backbone({**config, "pretrained": "zoo:nothing"})
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harma_zoo.zoo.download import fetch_entry
-from harma_zoo.zoo.index import ZOO_PREFIX, load_index, weights_option
+from harma_zoo.zoo.index import ZOO_PREFIX, backbone_matches, load_index, weights_option
 
 
 def zoo_reference(config: Mapping[str, Any]) -> str | None:
@@ -33,13 +33,11 @@ def resolve_zoo_weights(config: Mapping[str, Any]) -> dict[str, Any]:
         return dict(config)
     index = load_index()
     entry = index.backbone(name)
-    option = weights_option(str(config["type"]))
-    expected = {"type": entry.family, **{k: v for k, v in entry.architecture.items() if k != "type"}}
-    given = {key: value for key, value in config.items() if key in expected}
-    if given != expected:
+    if not backbone_matches(entry, dict(config)):
         raise ValueError(
             f"backbone config {dict(config)} names weights {ZOO_PREFIX}{name}, but zoo entry {name!r} is "
-            f"{expected}; use the entry's family and architecture"
+            f"family {entry.family!r} with architecture {entry.architecture}; use the entry's family and architecture"
         )
+    option = weights_option(entry.family)
     fetched = fetch_entry(index, name, progress=False)
-    return {**config, option: fetched.config[option]} if fetched.config else dict(config)
+    return {**config, option: fetched.config.get(option)}  # None: the entry's weights are random
