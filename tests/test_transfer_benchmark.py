@@ -4,11 +4,8 @@ and the published adapters trained on it (fetched from the repository folder and
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from harma_zoo.cli import main
 from harma_zoo.data.annotations import scene_class
 from harma_zoo.engine.recipe import load_recipe, load_split
 from harma_zoo.resources import recipe_path
-from harma_zoo.zoo.index import ZooIndex, load_index
+from harma_zoo.zoo.index import CheckpointEntry, ZooIndex
 
 PROJECT = Path(__file__).resolve().parents[1]
 BACKBONE = "harma-tiny-vit-rsicd-source"
@@ -39,16 +36,16 @@ def test_the_source_domain_is_every_other_scene_class(shared_data: Path) -> None
     assert not full.data.get("train_classes") and not full.data.get("val_classes")  # stage 2: all of RSICD
 
 
-@pytest.fixture(scope="module")
-def shipped() -> ZooIndex:
-    return load_index(PROJECT / "registry")
-
-
 @pytest.fixture
 def zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HARMA_ZOO_HOME", str(tmp_path / "zoo-home"))
     monkeypatch.delenv("HARMA_ZOO_REGISTRY", raising=False)
     return tmp_path / "zoo-home"
+
+
+def _transfer_checkpoints(index: ZooIndex) -> list[CheckpointEntry]:
+    """The published checkpoints trained on the transfer benchmark's backbone."""
+    return [entry for entry in index.checkpoints.values() if entry.backbone == BACKBONE]
 
 
 def _shipped_files(index: ZooIndex) -> dict[str, tuple[str, str]]:
@@ -61,7 +58,7 @@ def _shipped_files(index: ZooIndex) -> dict[str, tuple[str, str]]:
 def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex, capsys) -> None:
     backbone = shipped.backbone(BACKBONE)
     assert backbone.weights.kind == "file" and backbone.weights.sha256
-    published = {entry.recipe: entry for entry in shipped.checkpoints.values() if entry.backbone == BACKBONE}
+    published = {entry.recipe: entry for entry in _transfer_checkpoints(shipped)}
     trained = [f"{m}_tiny-vit-rsicd-source_rsicd" for m in ("harma", "harma-paper", "lora", "adapter", "full")]
     assert sorted(published) == sorted(trained)  # `frozen` trains nothing, so it publishes nothing
     for recipe, entry in published.items():
@@ -77,32 +74,20 @@ def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex,
 
 
 def test_every_shipped_file_fetches_from_the_folder_and_over_http(
-    shipped: ZooIndex, zoo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shipped: ZooIndex, zoo_home: Path, server: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    served = tmp_path / "served"
-    shutil.copytree(PROJECT / "zoo_files", served)
-    handler = functools.partial(_Quiet, directory=str(served))
-    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()
-        base = f"http://127.0.0.1:{httpd.server_address[1]}"
-        mirror = _registry_served_from(shipped, tmp_path / "mirror" / "registry", base)
-        try:
-            for name, (path, digest) in _shipped_files(shipped).items():
-                assert main(["fetch", name, "--json"]) == 0, name  # from the repository folder
-                local = json.loads(capsys.readouterr().out)
-                assert local["verified"] and local["sha256"] == digest and local["url"].startswith("file://")
-                cache = str(tmp_path / "http-cache")
-                assert main(["fetch", name, "--json", "--registry", str(mirror), "--cache-dir", cache]) == 0, name
-                remote = json.loads(capsys.readouterr().out)
-                assert remote["verified"] and remote["url"] == f"{base}/{Path(path).name}"
-                assert Path(remote["path"]).read_bytes() == (PROJECT / path).read_bytes()
-        finally:
-            httpd.shutdown()
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+    base, served = server
+    shutil.copytree(PROJECT / "zoo_files", served, dirs_exist_ok=True)
+    mirror = _registry_served_from(shipped, tmp_path / "mirror" / "registry", base)
+    for name, (path, digest) in _shipped_files(shipped).items():
+        assert main(["fetch", name, "--json"]) == 0, name  # from the repository folder
+        local = json.loads(capsys.readouterr().out)
+        assert local["verified"] and local["sha256"] == digest and local["url"].startswith("file://")
+        cache = str(tmp_path / "http-cache")
+        assert main(["fetch", name, "--json", "--registry", str(mirror), "--cache-dir", cache]) == 0, name
+        remote = json.loads(capsys.readouterr().out)
+        assert remote["verified"] and remote["url"] == f"{base}/{Path(path).name}"
+        assert Path(remote["path"]).read_bytes() == (PROJECT / path).read_bytes()
 
 
 def _registry_served_from(index: ZooIndex, folder: Path, base: str) -> Path:
@@ -137,13 +122,9 @@ def test_the_published_harma_adapter_reproduces_its_validation_figures(
 def test_the_kept_leaderboard_is_the_published_checkpoints(shipped: ZooIndex) -> None:
     """The leaderboard files the README quotes agree with what the registry publishes."""
     rows = json.loads((PROJECT / "benchmarks/results/rsicd-transfer/leaderboard.json").read_text())["rows"]
-    assert sorted(row["run"] for row in rows) == sorted([*shipped_transfer_names(shipped), FROZEN])
+    assert sorted(row["run"] for row in rows) == sorted([*(e.name for e in _transfer_checkpoints(shipped)), FROZEN])
     for row in rows:
         if row["run"] != FROZEN:
             entry = shipped.checkpoint(row["run"])
             assert row["val_mR"] == pytest.approx(entry.metrics["val"]["mR"], abs=1e-9)
             assert row["trainable_params"] == entry.parameters["trainable"]
-
-
-def shipped_transfer_names(index: ZooIndex) -> list[str]:
-    return [name for name, entry in index.checkpoints.items() if entry.backbone == BACKBONE]

@@ -43,11 +43,6 @@ REQUIRED_BACKBONES = {
 }
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return load_index(PROJECT / "registry")
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     """A copy of the shipped registry, inside a project root of its own."""
