@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
+from harma_zoo.hub.references import resolve_zoo_weights
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import BACKBONES, LOSSES, METHODS, get_class
-from harma_zoo.zoo.references import resolve_zoo_weights
 
 
 def _split_type(config: Mapping[str, Any], what: str) -> tuple[str, dict[str, Any]]:
@@ -24,7 +24,7 @@ def _split_type(config: Mapping[str, Any], what: str) -> tuple[str, dict[str, An
 def build_backbone(config: Mapping[str, Any]) -> DualEncoder:
     """Backbone from ``dict(type=FAMILY, **options)``; an unknown family lists the known ones.
 
-    Weights given as ``zoo:NAME`` are the zoo entry NAME's (see ``harma_zoo.zoo.references``).
+    Weights given as ``zoo:NAME`` are the zoo entry NAME's (see ``harma_zoo.hub.references``).
     """
     family, options = _split_type(resolve_zoo_weights(config), "backbone")
     return get_class(BACKBONES, family)(**options)

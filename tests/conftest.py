@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harma_zoo.zoo.index import ZooIndex, load_index
+from harma_zoo.hub.index import ZooIndex, load_index
 
 # No test may reach a model hub: every hub client is told it is offline, unless the
 # run asks for the tests that need real weights (HARMA_ZOO_WEIGHTS=1, where hubs are reachable).

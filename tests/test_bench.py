@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from engine_helpers import StopAfterEpoch, write_recipe
 
+from harma_zoo.bench import runs as bench
+from harma_zoo.bench.runs import plan, run_bench
 from harma_zoo.cli import main
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.recipe import build_recipe_model, load_recipe
 from harma_zoo.engine.train import build_runner, train
 from harma_zoo.params import parameter_summary
 from harma_zoo.resources import project_folder
-from harma_zoo.zoo import bench
-from harma_zoo.zoo.bench import plan, run_bench
 from harma_zoo.zoo.cards import card_metadata
 
 TINY_DATA = {"train_images": 16, "val_images": 8, "size": 32, "seed": 0}

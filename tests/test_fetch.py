@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harma_zoo.zoo import fetch as fetch_module
-from harma_zoo.zoo.fetch import ChecksumError, FetchError, fetch, sha256_file, zoo_home
+from harma_zoo.hub import download as fetch_module
+from harma_zoo.hub.download import ChecksumError, FetchError, fetch, sha256_file, zoo_home
 
 DATA = random.Random(0).randbytes(1_000_000)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BlipModel
 
-from harma_zoo.hooks import attach
+from harma_zoo.insertion import attach
 from harma_zoo.registry import BACKBONES, METHODS
 
 FAMILIES = ("hf_clip", "hf_siglip", "hf_blip")

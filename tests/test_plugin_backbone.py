@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 from harma_zoo.model import build_model
 from harma_zoo.registry import BACKBONES
 

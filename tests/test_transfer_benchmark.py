@@ -14,8 +14,8 @@ import yaml
 from harma_zoo.cli import main
 from harma_zoo.data.annotations import scene_class
 from harma_zoo.engine.recipe import load_recipe, load_split
+from harma_zoo.hub.index import CheckpointEntry, ZooIndex
 from harma_zoo.resources import recipe_path
-from harma_zoo.zoo.index import CheckpointEntry, ZooIndex
 
 PROJECT = Path(__file__).resolve().parents[1]
 BACKBONE = "harma-tiny-vit-rsicd-source"

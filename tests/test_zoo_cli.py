@@ -23,11 +23,11 @@ from harma_zoo.engine.checkpoint import read_metadata, save_adapter
 from harma_zoo.engine.evaluation import build_for_evaluation
 from harma_zoo.engine.recipe import build_recipe_model, load_recipe
 from harma_zoo.engine.train import train
+from harma_zoo.hub.download import ChecksumError, sha256_file
+from harma_zoo.hub.index import load_index, match_backbone
 from harma_zoo.model import build_backbone
 from harma_zoo.zoo import publish as publish_module
 from harma_zoo.zoo.cards import card_metadata
-from harma_zoo.zoo.fetch import ChecksumError, sha256_file
-from harma_zoo.zoo.index import load_index, match_backbone
 
 PROJECT = Path(__file__).resolve().parents[1]
 WEIGHTS = b"backbone weights " * 1000

@@ -12,11 +12,8 @@ import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from harma_zoo import resources
-from harma_zoo.zoo import _wheel_data
-from harma_zoo.zoo.cards import base_model, card_metadata, render_card
-from harma_zoo.zoo.catalog import Filters, backbone_rows, recipe_rows
-from harma_zoo.zoo.fetch import sha256_file
-from harma_zoo.zoo.index import (
+from harma_zoo.hub.download import sha256_file
+from harma_zoo.hub.index import (
     CheckpointEntry,
     RegistryError,
     backbone_config,
@@ -24,6 +21,9 @@ from harma_zoo.zoo.index import (
     load_index,
     match_backbone,
 )
+from harma_zoo.zoo import _wheel_data
+from harma_zoo.zoo.cards import base_model, card_metadata, render_card
+from harma_zoo.zoo.catalog import Filters, backbone_rows, recipe_rows
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.transforms import Compose
 
 from harma_zoo.data import transforms
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 
 TextTokens = dict[str, torch.Tensor]
 

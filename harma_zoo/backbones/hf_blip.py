@@ -16,7 +16,7 @@ from transformers import BlipForImageTextRetrieval, BlipImageProcessor
 
 from harma_zoo.backbones._hf import HFDualEncoder, layer_points
 from harma_zoo.backbones.base import TextTokens
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 from harma_zoo.registry import BACKBONES
 
 TEXT_ENCODER = "model.text_encoder."

@@ -12,7 +12,7 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from harma_zoo.backbones._hf import HFDualEncoder, clip_style_points
 from harma_zoo.backbones.base import TextTokens
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 from harma_zoo.registry import BACKBONES
 
 

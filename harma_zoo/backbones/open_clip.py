@@ -22,7 +22,7 @@ from torch import nn
 from harma_zoo.backbones.attention_layout import use_sequence_major_attention_inputs
 from harma_zoo.backbones.base import DualEncoder, TextTokens
 from harma_zoo.fileio import atomic_write
-from harma_zoo.hooks import InsertionPoint
+from harma_zoo.insertion import InsertionPoint
 from harma_zoo.registry import BACKBONES
 
 ARCHITECTURES_DIR = Path(__file__).with_name("open_clip_archs")

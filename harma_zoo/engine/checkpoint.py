@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from harma_zoo import __version__
 from harma_zoo.fileio import atomic_write
 from harma_zoo.model import RetrievalModel
+from harma_zoo.plaindata import as_json_data
 
 FORMAT = "harma-zoo-adapter/1"
 JSON_FIELDS = ("backbone", "method", "loss", "metrics", "dataset", "extra")
@@ -75,10 +76,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return {key: json.loads(value) if key in JSON_FIELDS else value for key, value in raw.items()}
 
 
-def _normalised(config: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(config, sort_keys=True, default=list))
-
-
 def load_adapter(model: RetrievalModel, path: str | Path, method: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load an adapter checkpoint into ``model`` after checking it belongs there; returns its metadata."""
     path = Path(path)
@@ -89,9 +86,9 @@ def load_adapter(model: RetrievalModel, path: str | Path, method: dict[str, Any]
             f"but this backbone's fingerprint is {model.backbone_fingerprint[:16]}... "
             f"(checkpoint backbone: {metadata['backbone']})"
         )
-    if method is not None and _normalised(method) != metadata["method"]:
+    if method is not None and as_json_data(method) != metadata["method"]:
         raise ValueError(
-            f"{path} holds method {metadata['method']}, but the model was built with {_normalised(method)}"
+            f"{path} holds method {metadata['method']}, but the model was built with {as_json_data(method)}"
         )
     expected = dict(model.trainable_parameters())
     with safe_open(str(path), framework="pt") as handle:

@@ -31,7 +31,7 @@ def retrieval_model(runner):
     return runner_model(runner).retrieval
 
 
-def _plain(value: Any) -> Any:
+def _message_hub_data(value: Any) -> Any:
     """NumPy values and mmengine history buffers as plain Python data, recursively."""
     if isinstance(value, HistoryBuffer):
         log, count = value.data
@@ -43,14 +43,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, dict):
-        return type(value)((key, _plain(item)) for key, item in value.items())
+        return type(value)((key, _message_hub_data(item)) for key, item in value.items())
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
+        return type(value)(_message_hub_data(item) for item in value)
     return value
 
 
 def _rebuilt(value: Any) -> Any:
-    """The inverse of ``_plain`` for history buffers (numbers stay Python numbers)."""
+    """The inverse of ``_message_hub_data`` for history buffers (numbers stay Python numbers)."""
     if isinstance(value, dict):
         if set(value) == {HISTORY_MARK}:
             return HistoryBuffer(**value[HISTORY_MARK])
@@ -81,8 +81,8 @@ class ResumeCheckpointHook(Hook):
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
         checkpoint["meta"]["backbone_fingerprint"] = retrieval_model(runner).backbone_fingerprint
-        checkpoint["meta"] = _plain(checkpoint["meta"])
-        checkpoint["message_hub"] = _plain(checkpoint["message_hub"])
+        checkpoint["meta"] = _message_hub_data(checkpoint["meta"])
+        checkpoint["message_hub"] = _message_hub_data(checkpoint["message_hub"])
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         expected = retrieval_model(runner).backbone_fingerprint

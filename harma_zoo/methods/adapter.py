@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.hooks import Attachment, attach, select_points
+from harma_zoo.insertion import Attachment, attach, select_points
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import METHODS
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.hooks import Attachment
+from harma_zoo.insertion import Attachment
 
 
 class Method(nn.Module):

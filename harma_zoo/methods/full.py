@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.hooks import Attachment
+from harma_zoo.insertion import Attachment
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import METHODS
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.hooks import Attachment, InsertionPoint, attach, select_points
+from harma_zoo.insertion import Attachment, InsertionPoint, attach, select_points
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import METHODS
 

@@ -54,7 +54,7 @@ from peft.tuners.lora import LoraModel
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.hooks import Attachment
+from harma_zoo.insertion import Attachment
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import METHODS
 

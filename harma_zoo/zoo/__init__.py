@@ -1,7 +1,6 @@
-"""The model zoo: the registry of backbones and adapter checkpoints, downloads, publishing and cards.
+"""The zoo's tools: publishing trained adapters, model cards, the catalog, exporting and converting.
 
-``index`` (registry/*.yaml as checked dataclasses), ``catalog`` (rows for ``harma-zoo list``),
-``fetch`` (verified, resumable downloads into the cache), ``download`` (fetch a registry entry),
-``publish`` (add a trained checkpoint), ``cards`` (generated model cards), ``convert`` (HarMA
-reference checkpoints).
+``catalog`` (rows for ``harma-zoo list``), ``publish`` (add a trained checkpoint), ``cards``
+(generated model cards), ``export`` (a trained backbone as a zoo backbone), ``convert`` (HarMA
+reference checkpoints). The registry, downloads and ``zoo:`` names live below, in ``harma_zoo.hub``.
 """

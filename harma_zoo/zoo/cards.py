@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from harma_zoo.fileio import atomic_write
-from harma_zoo.zoo.index import BackboneEntry, CheckpointEntry
+from harma_zoo.hub.index import BackboneEntry, CheckpointEntry
 
 HARMA_CITATION = """\
 @misc{huang2024harma,
@@ -223,8 +223,8 @@ def render_card(entry: CheckpointEntry, backbone_entry: BackboneEntry) -> str:
             "from harma_zoo.engine.evaluation import build_for_evaluation\n"
             "from harma_zoo.engine.recipe import load_recipe\n"
             "from harma_zoo.resources import recipe_path\n"
-            "from harma_zoo.zoo.download import fetch_entry\n"
-            "from harma_zoo.zoo.index import load_index\n\n"
+            "from harma_zoo.hub.entries import fetch_entry\n"
+            "from harma_zoo.hub.index import load_index\n\n"
             f"adapter = fetch_entry(load_index(), {entry.name!r}).path\n"
             f"cfg = load_recipe(recipe_path({entry.recipe!r}))\n"
             "model, metadata = build_for_evaluation(cfg, adapter)  # backbone + adapter, fingerprint checked\n"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harma_zoo.hub.index import ZooIndex, entry_dict, match_backbone
 from harma_zoo.resources import project_folder
-from harma_zoo.zoo.index import ZooIndex, entry_dict, match_backbone
 
 
 @dataclass(frozen=True)

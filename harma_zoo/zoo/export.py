@@ -12,8 +12,8 @@ from typing import Any
 from mmengine.config import Config
 
 from harma_zoo.engine.evaluation import build_for_evaluation
-from harma_zoo.zoo.fetch import sha256_file
-from harma_zoo.zoo.index import weights_option
+from harma_zoo.hub.download import sha256_file
+from harma_zoo.hub.index import weights_option
 
 # Methods whose checkpoints hold the whole backbone; the others keep it frozen, so there is nothing to export.
 EXPORTABLE_METHODS = ("full",)

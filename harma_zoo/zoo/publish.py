@@ -24,10 +24,8 @@ from harma_zoo import __version__
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.metric import METRIC_NAMES
 from harma_zoo.fileio import atomic_write, lock_current_file
-from harma_zoo.zoo.cards import write_card
-from harma_zoo.zoo.catalog import dataset_name
-from harma_zoo.zoo.fetch import sha256_file
-from harma_zoo.zoo.index import (
+from harma_zoo.hub.download import sha256_file
+from harma_zoo.hub.index import (
     CHECKPOINTS_FILE,
     NAME,
     CheckpointEntry,
@@ -40,6 +38,9 @@ from harma_zoo.zoo.index import (
     match_backbone,
     read_entries,
 )
+from harma_zoo.plaindata import as_json_data
+from harma_zoo.zoo.cards import write_card
+from harma_zoo.zoo.catalog import dataset_name
 
 CHECKPOINT_FILE = "best.safetensors"
 HEADER = (
@@ -74,16 +75,7 @@ def resolved_method(method: dict[str, Any]) -> dict[str, Any]:
     options = {key: value for key, value in method.items() if key != "type"}
     cls = get_class(METHODS, method["type"])
     resolved = dataclasses.asdict(cls.Options(**options))
-    return {"type": method["type"], **_plain(resolved)}
-
-
-def _plain(value: Any) -> Any:
-    """YAML-safe: tuples become lists, recursively."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
+    return {"type": method["type"], **as_json_data(resolved)}
 
 
 METRIC_ORDER = METRIC_NAMES
@@ -163,9 +155,9 @@ def build_entry(
         name=name,
         backbone=backbone_entry.name,
         method=resolved_method(metadata["method"]),
-        loss=_plain(metadata.get("loss") or {"type": "harma"}),
+        loss=as_json_data(metadata.get("loss") or {"type": "harma"}),
         recipe=recipe,
-        dataset={"name": dataset, **_plain(recorded)},
+        dataset={"name": dataset, **as_json_data(recorded)},
         selected_on=selected_on,
         epoch=extra.get("epoch"),
         metrics={split: _ordered(values) for split, values in (metadata.get("metrics") or {}).items()},
@@ -211,7 +203,7 @@ def publish(
     Args:
         run_dir: a training work dir (or the checkpoint file itself).
         name: the entry's name; default the run's recipe name. An existing entry of that name is replaced.
-        registry: the registry folder (default: :func:`harma_zoo.zoo.index.default_registry`); repo-relative
+        registry: the registry folder (default: :func:`harma_zoo.hub.index.default_registry`); repo-relative
             paths are relative to its parent, the project root.
         files_dir: where the file is copied (default ``<project root>/zoo_files``).
         base_url: the file's public folder (``https://host/zoo``); the entry's URL is then ``base_url/<file>``,

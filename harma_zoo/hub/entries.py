@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harma_zoo.zoo.fetch import ChecksumError, FetchError, fetch, sha256_file
-from harma_zoo.zoo.index import BackboneEntry, ZooIndex, backbone_config, url_filename
+from harma_zoo.hub.download import ChecksumError, FetchError, fetch, sha256_file
+from harma_zoo.hub.index import BackboneEntry, ZooIndex, backbone_config, url_filename
 
 
 @dataclass
@@ -67,7 +67,7 @@ def fetch_entry(
 
     Repo-relative paths are copied from the project root (``file://``). Raises ``KeyError`` for an
     unknown name, :class:`ChecksumError` (naming both hashes) for wrong bytes, :class:`FetchError`
-    when no source gives the file. ``options`` go to :func:`harma_zoo.zoo.fetch.fetch`.
+    when no source gives the file. ``options`` go to :func:`harma_zoo.hub.download.fetch`.
     """
     entry = index.entry(name)
     options = {"cache_dir": cache_dir, "progress": progress, **options}

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harma_zoo.zoo.download import fetch_entry
-from harma_zoo.zoo.index import ZOO_PREFIX, backbone_matches, load_index, weights_option
+from harma_zoo.hub.entries import fetch_entry
+from harma_zoo.hub.index import ZOO_PREFIX, backbone_matches, load_index, weights_option
 
 
 def zoo_reference(config: Mapping[str, Any]) -> str | None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.fileio import atomic_write
+from harma_zoo.hub.download import sha256_file
+from harma_zoo.hub.index import BackboneEntry, CheckpointEntry, Weights, load_index, match_backbone, weights_option
 from harma_zoo.zoo.cards import render_card
-from harma_zoo.zoo.fetch import sha256_file
-from harma_zoo.zoo.index import BackboneEntry, CheckpointEntry, Weights, load_index, match_backbone, weights_option
 from harma_zoo.zoo.publish import resolved_method, tensor_counts
 
 

@@ -10,7 +10,6 @@ malformed entry raises :class:`RegistryError` naming the file, the entry and the
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import types
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from harma_zoo.plaindata import as_json_data
 from harma_zoo.resources import project_folder
 
 BACKBONES_FILE = "backbones.yaml"
@@ -33,7 +33,7 @@ WEIGHTS_OPTION = {"open_clip": "pretrained"}
 # Options of a backbone config that do not change which weights or architecture it is.
 NEUTRAL_OPTIONS = ("cache_dir",)
 # A backbone config may give its weights as `zoo:NAME`: the weights of backbone entry NAME (resolved
-# by harma_zoo.zoo.references when the backbone is built), so a recipe names a zoo backbone portably.
+# by harma_zoo.hub.references when the backbone is built), so a recipe names a zoo backbone portably.
 ZOO_PREFIX = "zoo:"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -439,10 +439,6 @@ def _check_checkpoint(entry: CheckpointEntry, index: ZooIndex, file: str) -> Non
 
 
 # --- backbone configs ---------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=list))
-
-
 def url_filename(url: str) -> str:
     """The file name a URL or repo-relative path ends in (an ``hf://`` revision is dropped)."""
     path = url.removeprefix("hf://").partition("@")[0] if url.startswith("hf://") else urlsplit(url).path or url
@@ -473,10 +469,10 @@ def backbone_matches(entry: BackboneEntry, config: dict[str, Any]) -> bool:
 
     A weights file matches by file name (the same file lives in different folders on each machine).
     """
-    config = _plain(config)
+    config = as_json_data(config)
     if config.get("type") != entry.family:
         return False
-    architecture = _plain({k: v for k, v in entry.architecture.items() if k != "type"})
+    architecture = as_json_data({k: v for k, v in entry.architecture.items() if k != "type"})
     option = weights_option(entry.family)
     if set(config) - {"type", option, *architecture, *NEUTRAL_OPTIONS}:
         return False

@@ -1,0 +1,200 @@
+"""``harma-zoo bench``: run each composed cell of the matrix, then rank them.
+
+Each combination (see ``harma_zoo.bench.compose``) runs in ``<out>/runs/<run id>/``. The composed
+recipe is saved as ``runs/<run id>/<run id>.py`` and named by the run id: the checkpoint records
+it, and ``harma-zoo train``/``eval``/``publish`` take it as it is.
+
+A method that trains nothing (``frozen``) is evaluated zero-shot; the others train with
+selection on validation mR, then the best checkpoint is evaluated on the val split and,
+when the recipe defines one, the test split. A finished run writes ``result.json``
+(atomically) and is never redone (a warning says so when the configuration asked for now
+differs; delete the run folder to redo it); a run dir with a resume checkpoint but no
+result continues from it (mmengine's ``last_checkpoint``). The leaderboard (Markdown, CSV,
+JSON, PNG plot) covers every finished run under ``<out>/runs/``; one model card per trained
+run goes to ``<out>/cards/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from rich.console import Console
+
+from harma_zoo import __version__
+from harma_zoo.bench.cards import write_bench_card
+from harma_zoo.bench.compose import BenchRun, config_fingerprint, plan
+from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
+from harma_zoo.bench.presets import PRESETS
+from harma_zoo.engine.evaluation import build_for_evaluation, evaluate
+from harma_zoo.engine.recipe import load_split
+from harma_zoo.engine.report import metrics_table
+from harma_zoo.engine.train import train
+from harma_zoo.fileio import atomic_write
+from harma_zoo.params import parameter_summary
+from harma_zoo.plaindata import as_json_data
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    text = json.dumps(content, indent=2, default=str) + "\n"
+    atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def _evaluate_splits(cfg: Config, model) -> dict[str, dict]:
+    """Metrics on val, and on test when the recipe names one."""
+    if torch.cuda.is_available():
+        model = model.cuda()
+    batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
+    splits = ["val"] + (["test"] if cfg.data.get("test") else [])
+    return {split: evaluate(model, load_split(cfg, split), batch, workers) for split in splits}
+
+
+def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> tuple[dict[str, Any], bool]:
+    """Do one run unless its result exists; returns (result, whether this call did the work)."""
+    train_fn = train_fn or train
+    work_dir = runs_dir / run.run_id
+    result_file = work_dir / "result.json"
+    fingerprint = config_fingerprint(run.cfg)
+    if result_file.is_file():
+        result = json.loads(result_file.read_text())
+        if result.get("config_sha256") != fingerprint:
+            console.print(
+                f"[yellow]{run.run_id}: kept the finished result, made with another configuration; "
+                f"delete {work_dir} to redo it[/yellow]"
+            )
+        return result, False
+    work_dir.mkdir(parents=True, exist_ok=True)
+    resumed = (work_dir / "last_checkpoint").is_file()
+    begun = work_dir / "config.sha256"  # the configuration the run was begun with
+    if resumed and begun.is_file() and begun.read_text().strip() != fingerprint:
+        console.print(
+            f"[yellow]{run.run_id}: resuming a run begun with another configuration; "
+            f"delete {work_dir} to start it afresh[/yellow]"
+        )
+    elif not resumed:
+        atomic_write(begun, lambda temporary: temporary.write_text(fingerprint + "\n"))
+    # The composed recipe, saved beside the run (`harma-zoo train` takes it as it is) and read back from
+    # there: a file name per run gives each mmengine Runner its own experiment (logger, message hub).
+    recipe_file = work_dir / f"{run.run_id}.py"
+    text = run.cfg.pretty_text
+    atomic_write(recipe_file, lambda temporary: temporary.write_text(text))
+    cfg = Config.fromfile(str(recipe_file))
+    started = time.perf_counter()
+    checkpoint: Path | None = None
+    best: dict[str, Any] = {}
+    model, _ = build_for_evaluation(cfg, None)  # the recipe's model: what trains, how much
+    summary = parameter_summary(model)
+    if summary["trainable"]:
+        del model
+        console.rule(f"{run.run_id}: {'resume' if resumed else 'train'}")
+        best = train_fn(cfg, work_dir, resume=resumed)
+        checkpoint = work_dir / "best.safetensors"
+        model, _ = build_for_evaluation(cfg, checkpoint)
+    else:
+        console.rule(f"{run.run_id}: zero-shot evaluation (nothing to train)")
+    metrics = _evaluate_splits(cfg, model)
+    console.print(metrics_table(metrics, title=f"{run.run_id}: retrieval (%)"))
+    result = {
+        "run": run.run_id,
+        "recipe": run.recipe,
+        "backbone_label": run.backbone,
+        "backbone": as_json_data(cfg.backbone),
+        "dataset": {"name": run.dataset, **as_json_data(cfg.data)},
+        "method": {"name": run.method, "type": cfg.method["type"], "options": as_json_data(cfg.method)},
+        "loss": as_json_data(cfg.loss),
+        "parameters": {
+            "trainable": summary["trainable"],
+            "total": summary["total"],
+            "backbone": summary["backbone_parameters"],
+            "trainable_percent_of_backbone": summary["trainable_percent_of_backbone"],
+        },
+        "trained": bool(summary["trainable"]),
+        "best_epoch": best.get("epoch"),
+        "selected_on": "val" if checkpoint else None,
+        "metrics": metrics,
+        "checkpoint": str(checkpoint.relative_to(runs_dir.parent)) if checkpoint else None,
+        "config": f"runs/{run.run_id}/{run.run_id}.py",
+        "config_sha256": fingerprint,
+        "resumed": resumed,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "seed": cfg.schedule.get("seed"),
+        "toolkit_version": __version__,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_json(result_file, result)
+    return result, True
+
+
+def finished_results(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every ``result.json`` under ``runs_dir``."""
+    return [json.loads(path.read_text()) for path in sorted(Path(runs_dir).glob("*/result.json"))]
+
+
+def resolve_preset(name: str, out: Path) -> dict[str, Any]:
+    """The preset's selection, with its placeholders filled."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    preset = dict(PRESETS[name])
+    preset["cfg_options"] = {key: value.format(out=out) for key, value in preset.get("cfg_options", {}).items()}
+    return preset
+
+
+def run_bench(
+    recipes: list[str] | None = None,
+    methods: list[str] | None = None,
+    backbones: list[str] | None = None,
+    datasets: list[str] | None = None,
+    schedule: str | None = None,
+    preset: str | None = None,
+    out: str | Path = "results",
+    cfg_options: dict[str, Any] | None = None,
+    console: Console | None = None,
+    train_fn=None,
+) -> dict[str, Any]:
+    """Run the matrix, then write the leaderboard, plot and cards; returns what happened.
+
+    A preset supplies recipes, methods and overrides; a selection given here replaces the
+    preset's of the same kind, and ``cfg_options`` win over the preset's overrides.
+    """
+    console = console or Console()
+    out = Path(out)
+    options: dict[str, Any] = {}
+    if preset:
+        chosen = resolve_preset(preset, out)
+        recipes = recipes or chosen.get("recipes")
+        methods = methods or chosen.get("methods")
+        backbones = backbones or chosen.get("backbones")
+        datasets = datasets or chosen.get("datasets")
+        schedule = schedule or chosen.get("schedule")
+        options.update(chosen.get("cfg_options", {}))
+    options.update(cfg_options or {})
+    runs = plan(recipes, methods, backbones, datasets, schedule, options)
+    runs_dir = out / "runs"
+    done, skipped, failed = [], [], {}
+    for run in runs:
+        try:
+            _, did = run_one(run, runs_dir, console, train_fn)
+        except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
+            failed[run.run_id] = f"{type(error).__name__}: {error}"
+            console.print(f"[red]{run.run_id} failed:[/red] {failed[run.run_id]}", highlight=False)
+            console.print(traceback.format_exc(), markup=False, highlight=False)
+            continue
+        (done if did else skipped).append(run.run_id)
+    results = finished_results(runs_dir)
+    rows = ranked(results)
+    paths = write_leaderboard(rows, out)
+    cards = [write_bench_card(result, out) for result in results if result.get("trained")]
+    console.print(rich_table(rows))
+    written = ", ".join(str(path) for path in paths.values())
+    console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}")
+    if skipped:
+        console.print(f"already finished, not redone: {', '.join(skipped)}")
+    if failed:
+        console.print(f"[red]failed:[/red] {', '.join(failed)}")
+    return {"ran": done, "skipped": skipped, "failed": failed, "rows": rows, "files": paths, "cards": cards}

@@ -1,0 +1,40 @@
+"""Arguments that several subcommands share, declared once; parsing them imports nothing heavy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mmengine.config import DictAction
+
+REGISTRY_HELP = "registry folder (default: $HARMA_ZOO_REGISTRY, else the project's registry/)"
+
+
+def add_cfg_options(parser: argparse.ArgumentParser, help: str = "override recipe values: key.sub=value") -> None:
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help=help)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backbone FAMILY[:VALUE]``, ``--backbone-cfg``, ``--method``, ``--method-cfg``."""
+    parser.add_argument(
+        "--backbone",
+        default="open_clip:harma-tiny-vit",
+        help="FAMILY[:VALUE], e.g. open_clip:ViT-B-32 or hf_clip:openai/clip-vit-base-patch32",
+    )
+    parser.add_argument("--backbone-cfg", nargs="+", action=DictAction, help="extra backbone options key=value")
+    parser.add_argument("--method", default="harma", help="registered method name")
+    parser.add_argument(
+        "--method-cfg", nargs="+", action=DictAction, help="method options key=value, e.g. 'shared_towers=(image,text)'"
+    )
+
+
+def backbone_from_spec(spec: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``FAMILY`` or ``FAMILY:VALUE`` (VALUE sets the family's main option) plus extra options, as a config."""
+    from harma_zoo.registry import BACKBONES, get_class
+
+    family, _, value = spec.partition(":")
+    config: dict[str, Any] = {"type": family}
+    if value:
+        config[get_class(BACKBONES, family).main_option] = value
+    config.update(options or {})
+    return config
