@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from engine_helpers import StopAfterEpoch, tiny_cfg
+from mmengine.hooks import Hook
+from mmengine.registry import PARAM_SCHEDULERS
 from safetensors.torch import load_file
 
 from harma_zoo.engine.checkpoint import read_metadata
@@ -81,12 +83,63 @@ def test_parameter_groups_decay_everything_but_biases(tmp_path: Path) -> None:
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
 
 
-def test_the_schedule_warms_up_then_decays_to_zero() -> None:
-    linear = lr_schedule(100, 0.1, "linear")
-    assert linear[0]["end"] == 10 and linear[1]["begin"] == 10 and linear[1]["end_factor"] == 0.0
-    assert lr_schedule(100, 0.1, "cosine")[1]["type"] == "CosineAnnealingLR"
+def _rates(total_iters: int, warmup_ratio: float, decay: str) -> list[float]:
+    """The learning rate at each iteration, with mmengine's schedulers stepped as its Runner steps them."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedulers = [
+        PARAM_SCHEDULERS.build(dict(config, optimizer=optimizer))
+        for config in lr_schedule(total_iters, warmup_ratio, decay)
+    ]
+    rates = []
+    for _ in range(total_iters):
+        rates.append(optimizer.param_groups[0]["lr"])
+        for scheduler in schedulers:
+            scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("total", [2, 3, 5, 10, 14, 100, 1843])
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_the_warm_up_ends_at_the_base_rate_at_its_stated_iteration(total: int, decay: str) -> None:
+    rates = _rates(total, 0.1, decay)
+    warmup = min(max(1, round(0.1 * total)), total - 1)
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[warmup] == pytest.approx(1.0)  # the base rate, however short the run
+    assert max(rates) == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(rates[: warmup + 1], rates[1 : warmup + 1], strict=False))  # rising
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :], strict=False))  # then falling
+    if total > warmup + 1:
+        assert rates[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_no_warm_up_starts_at_the_base_rate() -> None:
+    rates = _rates(10, 0.0, "linear")
+    assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="'linear' or 'cosine'"):
         lr_schedule(100, 0.1, "step")
+
+
+class _RecordRates(Hook):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self.rates.append(runner.optim_wrapper.get_lr()["lr"][0])
+
+
+def test_a_five_iteration_run_reaches_the_base_rate_and_trains_the_adapter(tmp_path: Path) -> None:
+    # 24 synthetic images x 5 captions = 120 rows; batch 24 -> 5 iterations in one epoch
+    cfg = tiny_cfg(tmp_path, schedule__epochs=1, schedule__batch_size=24, schedule__lr=1e-3)
+    runner = build_runner(cfg, tmp_path / "run")
+    record = _RecordRates()
+    runner.register_hook(record)
+    adapter = runner.model.retrieval.method
+    before = {name: p.detach().clone() for name, p in adapter.named_parameters()}
+    runner.train()
+    assert len(record.rates) == 5
+    assert max(record.rates) == pytest.approx(1e-3)
+    up = adapter.adapters["image"]["0"].up.weight
+    assert not torch.equal(up, before["adapters.image.0.up.weight"])  # zero-initialised, now trained
 
 
 def test_gradient_accumulation_steps_once_per_window(tmp_path: Path) -> None:

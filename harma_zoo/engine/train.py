@@ -31,11 +31,21 @@ def parameter_groups(model: RetrievalModel, weight_decay: float) -> list[dict[st
 
 
 def lr_schedule(total_iters: int, warmup_ratio: float, decay: str) -> list[dict[str, Any]]:
-    """Linear warm-up over the first ``warmup_ratio`` of iterations, then linear or cosine decay to 0."""
-    warmup = max(1, round(warmup_ratio * total_iters)) if warmup_ratio > 0 else 0
+    """Linear warm-up, then linear or cosine decay to 0 at the last iteration, stepped every iteration.
+
+    The warm-up lasts W = round(warmup_ratio * total_iters) iterations (at least one when the ratio is
+    positive, and fewer than the run): the rate starts at 1e-3 x the base rate and is the base rate at
+    iteration W, for any run length. mmengine's LinearLR reaches its end factor at iteration ``end - 1``,
+    hence ``end = W + 1``; at iteration W the decay's first step multiplies by 1.
+    """
+    warmup = 0
+    if warmup_ratio > 0 and total_iters > 1:
+        warmup = min(max(1, round(warmup_ratio * total_iters)), total_iters - 1)
     schedule = []
     if warmup:
-        schedule.append(dict(type="LinearLR", start_factor=1e-3, end_factor=1.0, by_epoch=False, begin=0, end=warmup))
+        schedule.append(
+            dict(type="LinearLR", start_factor=1e-3, end_factor=1.0, by_epoch=False, begin=0, end=warmup + 1)
+        )
     if decay == "linear":
         schedule.append(
             dict(type="LinearLR", start_factor=1.0, end_factor=0.0, by_epoch=False, begin=warmup, end=total_iters)
@@ -44,7 +54,7 @@ def lr_schedule(total_iters: int, warmup_ratio: float, decay: str) -> list[dict[
         schedule.append(
             dict(
                 type="CosineAnnealingLR",
-                T_max=total_iters - warmup,
+                T_max=max(1, total_iters - warmup - 1),  # 0 at the last iteration, as the linear decay
                 eta_min=0.0,
                 by_epoch=False,
                 begin=warmup,
