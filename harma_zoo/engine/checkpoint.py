@@ -22,7 +22,7 @@ from harma_zoo.model import RetrievalModel
 from harma_zoo.plaindata import as_json_data
 
 FORMAT = "harma-zoo-adapter/1"
-JSON_FIELDS = ("backbone", "method", "loss", "metrics", "dataset", "extra")
+JSON_FIELDS = ("backbone", "method", "loss", "metrics", "dataset", "extra", "seed")
 
 
 def trainable_state(model: RetrievalModel) -> dict[str, torch.Tensor]:
@@ -41,8 +41,12 @@ def save_adapter(
     dataset: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> Path:
-    """Write the trained tensors of ``model`` and the run's metadata to ``path`` atomically."""
+    """Write the trained tensors of ``model`` and the run's metadata to ``path`` atomically.
+
+    ``seed`` is the run's seed: a backbone with random weights is rebuilt from it when loaded.
+    """
     metadata = {
         "format": FORMAT,
         "toolkit_version": __version__,
@@ -54,6 +58,7 @@ def save_adapter(
         "dataset": json.dumps(dataset or {}, sort_keys=True, default=list),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
         "extra": json.dumps(extra or {}, sort_keys=True, default=list),
+        "seed": json.dumps(seed),
     }
     path = Path(path)
     tensors = trainable_state(model)

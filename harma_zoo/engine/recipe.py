@@ -85,6 +85,7 @@ def save_info(cfg: Config, train: Annotations, val: Annotations) -> dict[str, An
         "method": cfg.method.to_dict(),
         "loss": dict(cfg.loss),
         "recipe": cfg.name,
+        "seed": cfg.schedule.seed,
         "dataset": {
             "reader": cfg.data.reader,
             "train": str(cfg.data.train),
