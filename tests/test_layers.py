@@ -2,7 +2,7 @@
 
 Layers, lowest first (the README's "Layout" states the same):
 
-0. foundations: ``plaindata``, ``fileio``, ``resources``, ``registry`` (and the package's ``__version__``)
+0. foundations: ``plaindata``, ``fileio``, ``resources``, ``registry``, ``plugins`` (and the package's ``__version__``)
 1. ``hub``: the registry index, verified downloads, ``zoo:`` references
 2. the model: ``insertion``, ``backbones``, ``methods``, ``losses``, ``data``, ``model``, ``params``
 3. ``engine``: training, evaluation, checkpoints
@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "fileio": 0,
     "resources": 0,
     "registry": 0,
+    "plugins": 0,
     "hub": 1,
     "insertion": 2,
     "backbones": 2,

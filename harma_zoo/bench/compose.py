@@ -14,7 +14,8 @@ kept only when the piece's method type equals the recipe's: ``harma_paper`` on a
 recipe keeps its bottleneck 32 and takes the piece's ``shared_towers``; ``lora`` or
 ``frozen`` on it get exactly the piece. The same holds for the loss, under the same
 condition; a recipe whose own loss has another type than the piece's keeps its loss
-whole. ``--cfg-options`` (and a preset's overrides) are merged last, into every run.
+whole. ``--cfg-options`` (and a preset's overrides) are merged last, into every run. A piece's
+``custom_imports`` (a plug-in it needs) go into the composed recipe with what is taken from it.
 """
 
 from __future__ import annotations
@@ -79,6 +80,23 @@ def recipe_own_options(path: Path, cfg: Config, section: str) -> dict[str, Any]:
     return {key: value for key, value in mine.items() if key not in inherited or inherited[key] != value}
 
 
+def _import_names(custom_imports: Any) -> list[str]:
+    names = custom_imports.get("imports") or []
+    return [names] if isinstance(names, str) else list(names)
+
+
+def with_custom_imports(sections: dict[str, Any] | Config, piece: Config) -> None:
+    """Add ``piece``'s ``custom_imports`` to ``sections``: the composed recipe imports the plug-ins its pieces need."""
+    wanted = piece.get("custom_imports")
+    if not wanted:
+        return
+    names, allowed = _import_names(wanted), wanted.get("allow_failed_imports", False)
+    if current := sections.get("custom_imports"):
+        names = [*_import_names(current), *names]
+        allowed = allowed and current.get("allow_failed_imports", False)
+    sections["custom_imports"] = {"imports": list(dict.fromkeys(names)), "allow_failed_imports": allowed}
+
+
 def compose_method(cfg: Config, method: str, recipe_file: Path | None = None) -> Config:
     """``cfg`` with its method and loss replaced by the method piece (see the module's composition rule)."""
     piece = Config.fromfile(str(piece_path("methods", method)))
@@ -95,6 +113,7 @@ def compose_method(cfg: Config, method: str, recipe_file: Path | None = None) ->
             new_loss.update(own_loss)
     cfg.method = new_method  # assignment replaces the section (as `_delete_=True` would); merging would not
     cfg.loss = new_loss
+    with_custom_imports(cfg, piece)
     return cfg
 
 
@@ -110,6 +129,7 @@ def recipe_from_pieces(backbone: str, dataset: str, schedule: str) -> Config:
         if key not in piece:
             raise KeyError(f"{kind} piece {name!r} defines no `{key}` section")
         sections[key] = piece[key].to_dict()
+        with_custom_imports(sections, piece)
     sections["name"] = safe_id(Path(backbone).stem, Path(dataset).stem)
     return Config(sections)
 

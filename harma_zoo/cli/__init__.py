@@ -2,7 +2,8 @@
 
 Each group of subcommands lives in its own module and adds its parsers through ``add_commands``;
 building the parser imports no torch, so ``harma-zoo --help`` answers at once. A handler imports
-what it needs when it runs.
+what it needs when it runs. Plug-ins (installed ones and ``--import MODULE``) are imported right
+before the handler, in every process of a torchrun launch, since each one runs this same ``main``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,44 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from harma_zoo.cli import bench_command, model_commands, zoo_commands
+from harma_zoo.plugins import PluginError, load_plugins
 
 COMMAND_MODULES = (model_commands, bench_command, zoo_commands)
+IMPORT_HELP = (
+    "import a plug-in module first (your family, method, loss or reader): a dotted name on sys.path "
+    "or a .py file; repeatable"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harma-zoo", description=__doc__)
+    # Accepted before the subcommand and after it; the two positions have their own lists (a subcommand's
+    # defaults would otherwise replace what was given before it), joined in `plugin_imports`.
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.add_commands(commands)
+    for subcommand in commands.choices.values():
+        subcommand.add_argument(
+            "--import", dest="command_imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP
+        )
     return parser
+
+
+def plugin_imports(args: argparse.Namespace) -> list[str]:
+    """The ``--import`` values, those before the subcommand first."""
+    return [*args.imports, *args.command_imports]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
     try:
+        load_plugins(plugin_imports(args))
         return args.run(args, console)
+    except PluginError as error:  # a plug-in, or a recipe's custom_imports: one line, not a traceback
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        return 2
     except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)

@@ -14,17 +14,25 @@ from harma_zoo.data.annotations import Annotations
 from harma_zoo.data.images import check_images
 from harma_zoo.data.synthetic import write_synthetic_dataset
 from harma_zoo.model import RetrievalModel, build_model
+from harma_zoo.plugins import PluginError
 from harma_zoo.registry import READERS, get_class
 
 REQUIRED = ("backbone", "method", "data", "schedule")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """The recipe at ``path`` with ``key.sub=value`` overrides merged in; checks its sections."""
+    """The recipe at ``path`` with ``key.sub=value`` overrides merged in; checks its sections.
+
+    A recipe's ``custom_imports = dict(imports=[...], allow_failed_imports=False)`` (its own or a
+    ``_base_``'s) are imported here, so the plug-ins it names are registered before anything is built.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
-    cfg = Config.fromfile(str(path))
+    try:
+        cfg = Config.fromfile(str(path))  # imports the recipe's custom_imports (mmengine does)
+    except ImportError as error:
+        raise PluginError(f"recipe {path}: {_import_failure(error)}") from error
     if overrides:
         cfg.merge_from_dict(overrides)
     missing = [key for key in REQUIRED if key not in cfg]
@@ -33,6 +41,14 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     cfg.setdefault("loss", {"type": "harma"})
     cfg.setdefault("name", path.stem)
     return cfg
+
+
+def _import_failure(error: ImportError) -> str:
+    """The first line of mmengine's message and the import's own error (mmengine's goes on with sys.path)."""
+    inner = error.__cause__ or error
+    cause = inner.__cause__ or inner.__context__
+    first = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    return f"{first} ({type(cause).__name__}: {cause})" if cause is not None else first
 
 
 def build_recipe_model(cfg: Config) -> RetrievalModel:
