@@ -22,7 +22,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harma_zoo.engine.metric import recalls_from_ranks, retrieval_metrics, retrieval_ranks
+from harma_zoo.bench.leaderboard import COLUMNS
+from harma_zoo.engine.metric import (
+    METRIC_KEYS,
+    RECALL_KEYS,
+    metric_label,
+    metric_name,
+    recalls_from_ranks,
+    retrieval_metrics,
+    retrieval_ranks,
+)
+from harma_zoo.engine.report import metrics_table
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNKS = (None, 1, 7, 13, 50, 10_000)  # 7 and 13 divide none of the sizes used below
@@ -270,6 +280,21 @@ def test_metric_keys_and_types():
     assert all(type(value) is float for value in metrics.values())
     assert metrics["mR"] == pytest.approx(sum(v for k, v in metrics.items() if k != "mR") / 6)
     assert recalls_from_ranks(*retrieval_ranks(image_emb, text_emb, caption_image)) == metrics
+    assert tuple(metrics) == METRIC_KEYS  # the one definition of the keys and their order
+
+
+def test_every_table_names_the_metrics_from_one_definition():
+    assert [metric_label(key) for key in METRIC_KEYS] == [
+        "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1", "t2i R@5", "t2i R@10", "mR"
+    ]  # fmt: skip
+    assert metric_name("t2i_R@10") == "text-to-image R@10" and metric_name("mR") == "mean recall (mR)"
+    assert metric_name("i2t_R@2") == "image-to-text R@2"  # any K
+    assert metric_name("recall") == metric_label("recall") == "recall"  # an unknown key stays as it is
+    headers = dict(COLUMNS)
+    assert [headers[f"val_{key}"] for key in RECALL_KEYS] == [f"val {metric_label(key)}" for key in RECALL_KEYS]
+    assert [column.header for column in metrics_table({"val": dict.fromkeys(METRIC_KEYS, 1.0)}).columns][1:] == [
+        metric_label(key) for key in METRIC_KEYS
+    ]
 
 
 def test_collapsed_model_scores_zero_not_hundred():

@@ -16,10 +16,9 @@ from typing import Any
 
 from rich.table import Table
 
-from harma_zoo.engine.metric import METRIC_NAMES
+from harma_zoo.engine.metric import MEAN_RECALL, RECALL_KEYS, metric_label, recall_key
 from harma_zoo.fileio import atomic_write
 
-RECALLS = METRIC_NAMES[:-1]  # mR has its own columns
 # (key in a row, column header); the same columns, in this order, in every format.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("run", "run"),
@@ -28,7 +27,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("method", "method"),
     ("trainable_params", "trainable params"),
     ("percent_of_backbone", "% of backbone"),
-    *((f"val_{name}", f"val {name.replace('_', ' ')}") for name in RECALLS),
+    *((f"val_{key}", f"val {metric_label(key)}") for key in RECALL_KEYS),  # mR has its own columns
     ("val_mR", "val mR"),
     ("test_mR", "test mR"),
     ("best_epoch", "best epoch"),
@@ -48,9 +47,9 @@ def leaderboard_row(result: dict[str, Any]) -> dict[str, Any]:
         "method": result["method"]["name"],
         "trainable_params": result["parameters"]["trainable"],
         "percent_of_backbone": result["parameters"]["trainable_percent_of_backbone"],
-        **{f"val_{name}": val.get(name) for name in RECALLS},
-        "val_mR": val.get("mR"),
-        "test_mR": test.get("mR") if test else None,
+        **{f"val_{key}": val.get(key) for key in RECALL_KEYS},
+        "val_mR": val.get(MEAN_RECALL),
+        "test_mR": test.get(MEAN_RECALL) if test else None,
         "best_epoch": result.get("best_epoch"),
         # training and evaluation of the run; None for a run recorded before this was kept
         "wall_time_min": round(result["wall_time_s"] / 60, 1) if result.get("wall_time_s") is not None else None,
@@ -154,9 +153,7 @@ def rich_table(
     shown = (
         ("method", "method"),
         ("trainable_params", "trainable"),
-        ("val_mR", "mR"),
-        ("val_i2t_R@1", "i2t R@1"),
-        ("val_t2i_R@1", "t2i R@1"),
+        *((f"val_{key}", metric_label(key)) for key in (MEAN_RECALL, recall_key("i2t", 1), recall_key("t2i", 1))),
         ("best_epoch", "epoch"),
         ("wall_time_min", "min"),
         ("run", "run"),

@@ -52,7 +52,16 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "recalls_from_ranks", "retrieval_metrics", "retrieval_ranks"]
+__all__ = [
+    "DEFAULT_BLOCK_BYTES",
+    "METRIC_KEYS",
+    "RECALL_KEYS",
+    "metric_label",
+    "metric_name",
+    "recalls_from_ranks",
+    "retrieval_metrics",
+    "retrieval_ranks",
+]
 
 # Byte budget of one block of scores plus its mask when ``chunk_size`` is None.
 DEFAULT_BLOCK_BYTES = 256 * 2**20
@@ -60,7 +69,33 @@ DEFAULT_BLOCK_BYTES = 256 * 2**20
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-METRIC_NAMES = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mR")  # with default ks
+# The metric keys, their order and their display names: defined here once, used by every table,
+# leaderboard, registry entry and model card.
+DIRECTIONS = {"i2t": "image-to-text", "t2i": "text-to-image"}
+DEFAULT_KS = (1, 5, 10)
+MEAN_RECALL = "mR"
+
+
+def recall_key(direction: str, k: int) -> str:
+    """``i2t_R@1``: the key of R@K in one direction."""
+    return f"{direction}_R@{k}"
+
+
+RECALL_KEYS = tuple(recall_key(direction, k) for direction in DIRECTIONS for k in DEFAULT_KS)
+METRIC_KEYS = (*RECALL_KEYS, MEAN_RECALL)  # what retrieval_metrics returns with the default ks, in reading order
+
+
+def metric_label(key: str) -> str:
+    """The short column header of a metric: ``i2t R@1``, ``mR``; any other key as it is."""
+    return key.replace("_R@", " R@")
+
+
+def metric_name(key: str) -> str:
+    """The full name of a metric: ``image-to-text R@1``, ``mean recall (mR)``; any other key as it is."""
+    if key == MEAN_RECALL:
+        return "mean recall (mR)"
+    direction, found, k = key.partition("_R@")
+    return f"{DIRECTIONS[direction]} R@{k}" if found and direction in DIRECTIONS else key
 
 
 def _validate(image_emb: Tensor, text_emb: Tensor, caption_image: Tensor, chunk_size: int | None) -> None:
@@ -315,16 +350,16 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return ks
 
 
-def recalls_from_ranks(i2t: Tensor, t2i: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def recalls_from_ranks(i2t: Tensor, t2i: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """R@K in percent (0-100) for both directions and their mean ``mR``, from ``retrieval_ranks``."""
     ks = _check_ks(ks)
     out: dict[str, float] = {}
-    for direction, ranks in (("i2t", i2t), ("t2i", t2i)):
+    for direction, ranks in zip(DIRECTIONS, (i2t, t2i), strict=True):
         if ranks.numel() == 0:
             raise ValueError(f"no {direction} ranks to average")
         for k in ks:
-            out[f"{direction}_R@{k}"] = 100.0 * int((ranks < k).sum()) / ranks.numel()
-    out["mR"] = sum(out.values()) / len(out)
+            out[recall_key(direction, k)] = 100.0 * int((ranks < k).sum()) / ranks.numel()
+    out[MEAN_RECALL] = sum(out.values()) / len(out)
     return out
 
 
@@ -332,7 +367,7 @@ def retrieval_metrics(
     image_emb: Tensor,
     text_emb: Tensor,
     caption_image: Tensor,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int | None = None,
 ) -> dict[str, float]:
     """R@K of both directions and ``mR``, as Python floats in percent (0-100).

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from harma_zoo.engine.metric import metric_name
 from harma_zoo.fileio import atomic_write
 from harma_zoo.hub.index import BackboneEntry, CheckpointEntry
 
@@ -26,15 +27,6 @@ HARMA_CITATION = """\
 }
 """
 TASK = {"type": "image-text-retrieval", "name": "Image-Text Retrieval"}
-METRIC_NAMES = {
-    "i2t_R@1": "image-to-text R@1",
-    "i2t_R@5": "image-to-text R@5",
-    "i2t_R@10": "image-to-text R@10",
-    "t2i_R@1": "text-to-image R@1",
-    "t2i_R@5": "text-to-image R@5",
-    "t2i_R@10": "text-to-image R@10",
-    "mR": "mean recall (mR)",
-}
 DATASET_NAMES = {"rsicd": "RSICD", "rsitmd": "RSITMD", "synthetic": "harma-zoo synthetic scenes"}
 REMOTE_SENSING = {"rsicd", "rsitmd", "ucm", "sydney", "nwpu"}
 
@@ -78,7 +70,7 @@ def front_matter(entry: CheckpointEntry, backbone: BackboneEntry) -> dict[str, A
                 "task": dict(TASK),
                 "dataset": {"name": DATASET_NAMES.get(dataset.lower(), dataset), "type": dataset, "split": split},
                 "metrics": [
-                    {"type": key, "value": round(float(value), 4), "name": f"{METRIC_NAMES.get(key, key)} ({split})"}
+                    {"type": key, "value": round(float(value), 4), "name": f"{metric_name(key)} ({split})"}
                     for key, value in metrics.items()
                 ],
             }

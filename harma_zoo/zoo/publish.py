@@ -22,7 +22,7 @@ from safetensors import safe_open
 
 from harma_zoo import __version__
 from harma_zoo.engine.checkpoint import read_metadata
-from harma_zoo.engine.metric import METRIC_NAMES
+from harma_zoo.engine.metric import METRIC_KEYS
 from harma_zoo.fileio import atomic_write, lock_current_file
 from harma_zoo.hub.download import sha256_file
 from harma_zoo.hub.index import (
@@ -78,12 +78,9 @@ def resolved_method(method: dict[str, Any]) -> dict[str, Any]:
     return {"type": method["type"], **as_json_data(resolved)}
 
 
-METRIC_ORDER = METRIC_NAMES
-
-
 def _ordered(metrics: dict[str, Any]) -> dict[str, float]:
     """Metrics in reading order: R@1/5/10 image-to-text, then text-to-image, then mR, then any others."""
-    rank = {key: position for position, key in enumerate(METRIC_ORDER)}
+    rank = {key: position for position, key in enumerate(METRIC_KEYS)}
     keys = sorted(metrics, key=lambda key: (rank.get(key, len(rank)), key))
     return {key: float(metrics[key]) for key in keys}
 
