@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint demo rsicd pretrain transfer bench clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check harma_zoo tests benchmarks
+
+# registry/schema/*.json, the JSON schemas editors check registry/*.yaml with, from the entry models.
+registry-schema: $(STAMP)
+	$(VENV)/bin/harma-zoo registry-schema
 
 # The built-in default job: synthetic data drawn by the package, small backbone, CPU minutes.
 demo: $(STAMP)

@@ -25,6 +25,7 @@ from harma_zoo.engine.recipe import build_recipe_model, load_recipe
 from harma_zoo.engine.train import train
 from harma_zoo.hub.download import ChecksumError, sha256_file
 from harma_zoo.hub.index import load_index, match_backbone
+from harma_zoo.hub.schema import modeline
 from harma_zoo.model import build_backbone
 from harma_zoo.zoo import publish as publish_module
 from harma_zoo.zoo.cards import card_metadata
@@ -219,7 +220,9 @@ def test_republishing_replaces_the_entry(trained_run: Path, registry: Path, caps
     assert run(capsys, "publish", str(trained_run), "--registry", str(registry), "--name", "b")[0] == 0
     argv = ["publish", str(trained_run), "--registry", str(registry), "--name", "a", "--base-url", "https://x.org/zoo/"]
     assert run(capsys, *argv)[0] == 0
-    entries = yaml.safe_load((registry / "checkpoints.yaml").read_text())
+    text = (registry / "checkpoints.yaml").read_text()
+    assert text.startswith(modeline("checkpoints.yaml") + "\n")  # editors still find the schema
+    entries = yaml.safe_load(text)
     assert [entry["name"] for entry in entries] == ["a", "b"]  # replaced in place, not duplicated
     assert entries[0]["urls"] == [f"https://x.org/zoo/a-{digest[:8]}.safetensors"]
     assert (registry.parent / "zoo_files" / f"a-{digest[:8]}.safetensors").is_file()  # the copy to upload

@@ -1,5 +1,5 @@
-"""The zoo registry as data: the shipped files, the hand-written schema check, backbone matching,
-generated model cards, and the build step that ships the data folders inside the wheel."""
+"""The zoo registry as data: the shipped files, their validation (pydantic models) and JSON schemas,
+backbone matching, generated model cards, and the build step that ships the data folders inside the wheel."""
 
 from __future__ import annotations
 
@@ -7,20 +7,27 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from harma_zoo import resources
+from harma_zoo.cli import main
 from harma_zoo.hub.download import sha256_file
 from harma_zoo.hub.index import (
+    BACKBONES_FILE,
+    CHECKPOINTS_FILE,
+    BackboneEntry,
     CheckpointEntry,
     RegistryError,
     backbone_config,
     backbone_matches,
+    entry_dict,
     load_index,
     match_backbone,
 )
+from harma_zoo.hub.schema import SCHEMAS, modeline, registry_schema, schema_paths, stale_schemas
 from harma_zoo.zoo import _wheel_data
 from harma_zoo.zoo.cards import base_model, card_metadata, render_card
 from harma_zoo.zoo.catalog import Filters, backbone_rows, recipe_rows
@@ -196,6 +203,25 @@ def _set(name: str, key: str, value: Any):
         ),
         (_set("siglip-vit-b16", "name", "bad name"), "'bad name'", "name", "letters, digits"),
         (_set("siglip-vit-b16", "name", "blip-itm-base-coco"), "'blip-itm-base-coco'", "name", "duplicate"),
+        (_set("siglip-vit-b16", "weights.revision", "main"), "'siglip-vit-b16'", "weights.revision", "is unknown"),
+        (_set("siglip-vit-b16", "weights.source", None), "'siglip-vit-b16'", "weights.source", "a tag needs a source"),
+        (_set("siglip-vit-b16", "weights.kind", "hub"), "'siglip-vit-b16'", "weights.kind", "loads hub ids"),
+        (_set("siglip-vit-b16", "weights", "webli"), "'siglip-vit-b16'", "weights", "must be a mapping, found a str"),
+        (_set("siglip-vit-b16", "citation", "  \n"), "'siglip-vit-b16'", "citation", "must not be empty"),
+        (_set("siglip-vit-b16", "homepage", 5), "'siglip-vit-b16'", "homepage", "must be a string, found an integer"),
+        (_set("siglip-vit-b16", "architecture", {1: "x"}), "'siglip-vit-b16'", "architecture", "string keys"),
+        (
+            _set("georsclip-vit-b32", "weights.source", "https://x.org/ckpt/"),
+            "'georsclip-vit-b32'",
+            "weights.source",
+            "must name a file",
+        ),
+        (
+            _set("siglip-vit-b16", "architecture", {"type": "hf_clip"}),
+            "'siglip-vit-b16'",
+            "architecture.type",
+            "but the family is 'open_clip'",
+        ),
     ],
 )
 def test_malformed_backbone_entries_name_file_entry_and_field(registry, change, entry, field, problem) -> None:
@@ -242,6 +268,17 @@ def test_whole_file_problems_name_the_file(registry) -> None:
         ({"dataset": {}}, "dataset.name", "is missing"),
         ({"method": {"bottleneck": 8}}, "method.type", "is missing"),
         ({"name": "harma-tiny-vit"}, "name", "also the name of a backbone"),
+        ({"urls": ["https://x.org/zoo/"]}, "urls[0]", "must name a file"),
+        ({"size": -5}, "size", "non-negative integer"),
+        ({"size": 1.5}, "size", "must be an integer"),
+        ({"metrics": {"val": [30.5]}}, "metrics.val", "must be a mapping"),
+        ({"parameters": {"trainable": 3, "groups": {"method.shared": -1}}}, "parameters.groups.method.shared",
+         "non-negative integer"),  # fmt: skip
+        ({"parameters": {}}, "parameters.trainable", "is missing"),
+        ({"dataset": {"name": ""}}, "dataset.name", "must not be empty"),
+        ({"loss": {"type": 2}}, "loss.type", "must be a string, found an integer"),
+        ({"toolkit_version": 0.1}, "toolkit_version", "must be a string, found a number"),
+        ({"card": None}, "card", "must be a string, found null"),
     ],
 )
 def test_malformed_checkpoint_entries_name_file_entry_and_field(registry, changes, field, problem) -> None:
@@ -262,6 +299,84 @@ def test_a_checkpoint_entry_must_write_optional_values_as_null(registry) -> None
         load_index(registry)
     (registry / "checkpoints.yaml").write_text(yaml.safe_dump([checkpoint_entry(selected_on=None)]))
     assert load_index(registry).checkpoint("tiny-harma").selected_on is None
+
+
+def test_a_misspelt_field_is_reported_as_unknown_not_the_real_one_as_missing(registry) -> None:
+    def misspell(entries):
+        entry = _entry(entries, "siglip-vit-b16")
+        entry["licence"] = entry.pop("license")
+        return entries
+
+    _edit(registry, "backbones.yaml", misspell)
+    with pytest.raises(RegistryError, match=r"'siglip-vit-b16': field 'licence' is unknown; known fields: name, "):
+        load_index(registry)
+
+
+def test_entries_hold_exactly_what_the_files_say(shipped) -> None:
+    """``entry_dict`` (what --json, cards and publish read) is the YAML entry with the defaults filled in."""
+    for registry_file, entries in ((BACKBONES_FILE, shipped.backbones), (CHECKPOINTS_FILE, shipped.checkpoints)):
+        raw = yaml.safe_load((PROJECT / "registry" / registry_file).read_text())
+        model = SCHEMAS[registry_file][1]
+        defaults = {name: info.default for name, info in model.model_fields.items() if not info.is_required()}
+        for item in raw:
+            data = entry_dict(entries[item["name"]])
+            assert list(data) == list(model.model_fields)  # field order
+            expected = {**defaults, **item}
+            if model is BackboneEntry:
+                expected["weights"] = {"source": None, "sha256": None, **item["weights"]}
+            assert data == expected, item["name"]
+    georsclip = shipped.backbone("georsclip-vit-b32")
+    assert (georsclip.weights.kind, georsclip.weights.source, georsclip.weights.sha256) == (
+        "url", "hf://Zilun/GeoRSCLIP/ckpt/RS5M_ViT-B-32.pt", None
+    )  # fmt: skip
+
+
+# --- the JSON schemas editors read -------------------------------------------------------------------
+def test_the_committed_json_schemas_are_up_to_date() -> None:
+    assert stale_schemas(PROJECT / "registry") == [], "run `harma-zoo registry-schema` and commit registry/schema/"
+    for registry_file in SCHEMAS:  # every registry file names its schema on its first line
+        first_line = (PROJECT / "registry" / registry_file).read_text().splitlines()[0]
+        assert first_line == modeline(registry_file)
+        assert (PROJECT / "registry" / first_line.partition("$schema=")[2]) == schema_paths(PROJECT / "registry")[
+            registry_file
+        ]
+
+
+def test_registry_schema_writes_and_checks(registry, capsys) -> None:
+    shutil.rmtree(registry / "schema")
+    assert main(["registry-schema", "--check", "--registry", str(registry)]) == 1
+    assert "backbones.schema.json is out of date" in capsys.readouterr().out
+    assert main(["registry-schema", "--registry", str(registry)]) == 0
+    assert main(["registry-schema", "--check", "--registry", str(registry)]) == 0
+    assert stale_schemas(registry) == []
+
+
+def _schema_errors(registry_file: str, entries: list[Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(registry_schema(registry_file))
+    return [error.message for error in validator.iter_errors(entries)]
+
+
+def test_the_schema_accepts_the_shipped_files_and_refuses_what_load_index_refuses(shipped) -> None:
+    """What an editor's YAML language server sees: a JSON Schema validator with the exported schema."""
+    backbones = yaml.safe_load((PROJECT / "registry" / BACKBONES_FILE).read_text())
+    checkpoints = yaml.safe_load((PROJECT / "registry" / CHECKPOINTS_FILE).read_text())
+    assert _schema_errors(BACKBONES_FILE, backbones) == []
+    assert _schema_errors(CHECKPOINTS_FILE, checkpoints) == []
+    assert _schema_errors(CHECKPOINTS_FILE, [checkpoint_entry()]) == []
+    broken = [
+        (BACKBONES_FILE, {**backbones[0], "familly": "open_clip"}, "Additional properties"),
+        (BACKBONES_FILE, {**backbones[0], "weights": {"kind": "magic", "source": None}}, "'magic' is not one of"),
+        (BACKBONES_FILE, {**backbones[0], "name": "bad name"}, "does not match"),
+        (BACKBONES_FILE, {**backbones[0], "license": ""}, "does not match"),
+        (CHECKPOINTS_FILE, checkpoint_entry(epoch=True), "True is not valid under any of the given schemas"),
+        (CHECKPOINTS_FILE, checkpoint_entry(sha256="XYZ"), "does not match"),
+        (CHECKPOINTS_FILE, checkpoint_entry(urls=[]), "should be non-empty"),
+        (CHECKPOINTS_FILE, checkpoint_entry(method={"bottleneck": 8}), "'type' is a required property"),
+        (CHECKPOINTS_FILE, checkpoint_entry(parameters={"trainable": -1}), "less than the minimum of 0"),
+    ]
+    for registry_file, entry, problem in broken:
+        errors = _schema_errors(registry_file, [entry])
+        assert any(problem in error for error in errors), (entry, errors)
 
 
 # --- model cards ---------------------------------------------------------------------------------

@@ -44,11 +44,12 @@ def backbone_entry(result: dict[str, Any]):
         kind = "file"
     else:
         kind = "tag" if family == "open_clip" else "hub"
-    return BackboneEntry(
+    # Built without the registry's checks: its name is a label (`open_clip:ViT-B-32`), its file a local path.
+    return BackboneEntry.model_construct(
         name=result["backbone_label"],
         family=family,
         architecture=config,
-        weights=Weights(kind=kind, source=None if weights is None else str(weights)),
+        weights=Weights.model_construct(kind=kind, source=None if weights is None else str(weights)),
         license="unknown",
         citation="unknown",
         description="Not in the zoo registry: the backbone config this bench run was given.",

@@ -1,9 +1,13 @@
-"""``list``, ``fetch``, ``publish``, ``convert-original``: the zoo (library: ``harma_zoo.hub``, ``harma_zoo.zoo``)."""
+"""``list``, ``fetch``, ``publish``, ``convert-original``, ``registry-schema``: the zoo.
+
+The library behind them: ``harma_zoo.hub`` and ``harma_zoo.zoo``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -152,6 +156,21 @@ def _convert_original(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _registry_schema(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.hub.index import default_registry, display_path
+    from harma_zoo.hub.schema import stale_schemas, write_schemas
+
+    registry = default_registry() if args.registry is None else Path(args.registry)
+    if args.check:
+        stale = stale_schemas(registry)
+        for path in stale:
+            console.print(f"{display_path(path)} is out of date: run `harma-zoo registry-schema`", highlight=False)
+        return 1 if stale else 0
+    for path in write_schemas(registry):
+        console.print(f"wrote {display_path(path)}", highlight=False)
+    return 0
+
+
 def add_commands(commands: Any) -> None:
     listing = commands.add_parser("list", help="the zoo's backbones, published checkpoints and recipes")
     listing.add_argument("what", nargs="?", choices=["all", *ZOO_LISTS], default="all")
@@ -190,3 +209,8 @@ def add_commands(commands: Any) -> None:
     convert.add_argument("--backbone-out", help="also write the checkpoint's backbone weights here (.safetensors)")
     convert.add_argument("--backbone-pretrained", help="the backbone source the adapter names (tag or weights file)")
     convert.set_defaults(run=_convert_original)
+
+    schema = commands.add_parser("registry-schema", help="write registry/schema/*.json (for editors) from the models")
+    schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a schema file is out of date")
+    schema.add_argument("--registry", help=REGISTRY_HELP)
+    schema.set_defaults(run=_registry_schema)

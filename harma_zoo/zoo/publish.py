@@ -38,12 +38,14 @@ from harma_zoo.hub.index import (
     match_backbone,
     read_entries,
 )
+from harma_zoo.hub.schema import modeline
 from harma_zoo.plaindata import as_json_data
 from harma_zoo.zoo.cards import write_card
 from harma_zoo.zoo.catalog import dataset_name
 
 CHECKPOINT_FILE = "best.safetensors"
 HEADER = (
+    f"{modeline(CHECKPOINTS_FILE)}\n"
     "# Published adapter checkpoints, written by `harma-zoo publish` (fields: registry/README.md).\n"
     "# Only checkpoints that really exist are listed. Do not edit by hand: publish again instead.\n"
 )
