@@ -1,4 +1,4 @@
-"""The baseline methods (lora, adapter, full, frozen) on both tiny OpenCLIP backbones."""
+"""Every registered method on both tiny OpenCLIP backbones, and what is particular to the baselines."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import torch
 from torch import nn
 
 from harma_zoo.model import build_backbone, build_method
+from harma_zoo.registry import METHODS as METHOD_REGISTRY
+from harma_zoo.registry import registered_names
 
 ARCHS = ["harma-tiny-vit", "harma-tiny-sigmoid"]  # OpenCLIP blocks (nn.MultiheadAttention) / timm image tower
-METHODS = {
+SMALL = {
+    "harma": {"type": "harma", "bottleneck": 8, "shared_width": 8, "heads": 2},
     "lora": {"type": "lora", "rank": 4},
     "adapter": {"type": "adapter", "bottleneck": 8},
-    "full": {"type": "full"},
-    "frozen": {"type": "frozen"},
 }
+METHODS = {name: SMALL.get(name, {"type": name}) for name in registered_names(METHOD_REGISTRY)}
 CAPTIONS = ["two bridges over a river", "a dense residential area", "a baseball field"]
 
 

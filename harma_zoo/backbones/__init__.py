@@ -1,6 +1,5 @@
-"""Backbone families; importing this package registers all of them."""
+"""Backbone families, one module each; ``harma_zoo.registry.BACKBONES`` imports every module here."""
 
-from harma_zoo.backbones import hf_blip, hf_clip, hf_siglip, open_clip  # noqa: F401
 from harma_zoo.backbones.base import DualEncoder, TextTokens
 
 __all__ = ["DualEncoder", "TextTokens"]

@@ -1,6 +1,5 @@
-"""Methods; importing this package registers all of them."""
+"""Methods, one module each; ``harma_zoo.registry.METHODS`` imports every module here."""
 
-from harma_zoo.methods import adapter, frozen, full, harma, lora  # noqa: F401
 from harma_zoo.methods.base import Method
 
 __all__ = ["Method"]
