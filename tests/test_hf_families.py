@@ -1,17 +1,22 @@
-"""The Hugging Face transformers families (hf_clip, hf_siglip, hf_blip) on tiny random models, offline."""
+"""The Hugging Face transformers families (every registered ``HFDualEncoder``) on tiny random models, offline."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import BlipModel
 
+from harma_zoo.backbones._hf import HFDualEncoder
 from harma_zoo.insertion import attach
-from harma_zoo.registry import BACKBONES, METHODS
+from harma_zoo.registry import BACKBONES, METHODS, get_class, registered_names
 
-FAMILIES = ("hf_clip", "hf_siglip", "hf_blip")
+FAMILIES = [name for name in registered_names(BACKBONES) if issubclass(get_class(BACKBONES, name), HFDualEncoder)]
 IMAGE_WIDTH, TEXT_WIDTH = 32, 24  # different, so that a point with the other tower's width is caught
 LAYERS = {"image": 2, "text": 3}
+# what is known of the built-in families, checked where a family is one of them
 TEXT_LENGTH = {"hf_clip": 77, "hf_siglip": 64, "hf_blip": 35}
 IMAGE_TOKENS = {"hf_clip": 17, "hf_siglip": 16, "hf_blip": 17}  # (32 / 8) ** 2 patches, plus CLS but for SigLIP
 OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -23,20 +28,18 @@ NORMALISATION = {
 CAPTIONS = ["a red roof beside a road", "héllo wörld: ünïcode", "many boats " * 40]
 
 
-def _tower(width: int, layers: int, **extra) -> dict:
-    return dict(
-        hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers, num_attention_heads=2, **extra
-    )
+def test_the_built_in_hf_families_are_covered() -> None:
+    assert {"hf_clip", "hf_siglip", "hf_blip"} <= set(FAMILIES)
 
 
 def tiny_config(family: str) -> dict:
-    vision = _tower(IMAGE_WIDTH, LAYERS["image"], image_size=32, patch_size=8)
-    text = _tower(TEXT_WIDTH, LAYERS["text"])
-    if family == "hf_clip":
-        return dict(vision_config=vision, text_config=text, projection_dim=16)
-    if family == "hf_siglip":
-        return dict(vision_config=vision, text_config=dict(text, projection_size=IMAGE_WIDTH))
-    return dict(vision_config=vision, text_config=text, image_text_hidden_size=16)
+    """The family's tiny configuration with towers of different widths and depths (32 x 2 images, 24 x 3 text)."""
+    config = copy.deepcopy(get_class(BACKBONES, family).tiny_options()["config"])
+    config["vision_config"].update(hidden_size=IMAGE_WIDTH, intermediate_size=2 * IMAGE_WIDTH,
+                                   num_hidden_layers=LAYERS["image"], image_size=32, patch_size=8)  # fmt: skip
+    config["text_config"].update(hidden_size=TEXT_WIDTH, intermediate_size=2 * TEXT_WIDTH,
+                                 num_hidden_layers=LAYERS["text"])  # fmt: skip
+    return config
 
 
 def build(family: str, **options):
@@ -65,34 +68,38 @@ def embed(backbone, pixels) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_builds_offline_and_encodes_unit_vectors(family, backbone, pixels):
     image, text = embed(backbone, pixels)
-    dim = IMAGE_WIDTH if family == "hf_siglip" else 16
-    assert image.shape == (2, dim) and text.shape == (len(CAPTIONS), dim)
+    assert image.shape[0] == 2 and text.shape == (len(CAPTIONS), image.shape[1])
+    if family in ("hf_clip", "hf_blip", "hf_siglip"):
+        assert image.shape[1] == (IMAGE_WIDTH if family == "hf_siglip" else 16)
     assert torch.allclose(image.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert torch.allclose(text.norm(dim=-1), torch.ones(len(CAPTIONS)), atol=1e-5)
     raw = backbone.encode_image(pixels, normalize=False)
     assert not torch.allclose(raw.norm(dim=-1), torch.ones(2), atol=1e-3)
     assert backbone.image_size == 32
-    assert backbone.mean == pytest.approx(NORMALISATION[family][0])
-    assert backbone.std == pytest.approx(NORMALISATION[family][1])
+    if family in NORMALISATION:
+        assert backbone.mean == pytest.approx(NORMALISATION[family][0])
+        assert backbone.std == pytest.approx(NORMALISATION[family][1])
     assert not backbone.training
 
 
 def test_tokenize_pads_and_truncates_to_the_family_length(family, backbone):
     tokens = backbone.tokenize(CAPTIONS)
-    expected_keys = {"input_ids"} if family == "hf_siglip" else {"input_ids", "attention_mask"}
-    assert set(tokens) == expected_keys
-    length = TEXT_LENGTH[family]
+    assert set(tokens) == set(backbone.text_inputs) and "input_ids" in tokens
+    length = backbone.max_length
+    assert length == TEXT_LENGTH.get(family, length)
     for tensor in tokens.values():
         assert tensor.shape == (len(CAPTIONS), length)
     ids = tokens["input_ids"]
     tokenizer = backbone._tokenizer
-    end = tokenizer.sep_token_id if family == "hf_blip" else tokenizer.eos_token_id
+    end = ids[0][ids[0] != tokenizer.pad_token_id][-1]  # the token that closes a caption (eos, sep)
+    assert end in tokenizer.all_special_ids
     assert (ids == end).sum(dim=1).tolist() == [1, 1, 1]  # truncation keeps the end token
     assert ids[2, -1] == end
     assert ids[0, -1] == tokenizer.pad_token_id
-    if family != "hf_siglip":
-        start = tokenizer.cls_token_id if family == "hf_blip" else tokenizer.bos_token_id
-        assert (ids[:, 0] == start).all()
+    first = backbone.template.split()[0]
+    if first.startswith("{"):  # a start token (bos, cls) opens every caption
+        assert (ids[:, 0] == getattr(tokenizer, first.strip("{}") + "_id")).all()
+    if "attention_mask" in tokens:
         assert tokens["attention_mask"][0].sum() < length and tokens["attention_mask"][2].all()
     assert int(ids.max()) < backbone.model.config.text_config.vocab_size
 
@@ -127,7 +134,9 @@ def test_insertion_points_cover_every_layer_with_its_width(family, backbone, pix
     attachment = attach((point, record(point)) for point in points)
     embed(backbone, pixels)
     attachment.detach()
-    tokens = {"image": IMAGE_TOKENS[family], "text": TEXT_LENGTH[family]}
+    image_tokens = {shape[1] for key, shape in seen.items() if key.startswith("image")}
+    assert len(image_tokens) == 1 and image_tokens <= {IMAGE_TOKENS.get(family, *image_tokens)}
+    tokens = {"image": next(iter(image_tokens)), "text": backbone.max_length}
     batch = {"image": 2, "text": len(CAPTIONS)}
     assert seen == {p.key: (batch[p.tower], tokens[p.tower], p.width) for p in points}
 
@@ -166,6 +175,44 @@ def test_save_pretrained_round_trips_through_from_pretrained(family, backbone, p
     # a random model may take its tokenizer from a directory
     retokenized = build(family, config=tiny_config(family), tokenizer=str(tmp_path)).tokenize(CAPTIONS)
     assert all(torch.equal(original_tokens[key], retokenized[key]) for key in original_tokens)
+
+
+def test_save_weights_is_one_file_that_source_loads_back(family, backbone, pixels, tmp_path):
+    path = backbone.save_weights(tmp_path / "weights.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]  # one file, nothing left beside it
+    loaded = build(family, **backbone.export_options(), source=str(path))
+    assert loaded.fingerprint() == backbone.fingerprint()
+    assert (loaded.image_size, loaded.mean, loaded.std, loaded.max_length) == (
+        backbone.image_size, backbone.mean, backbone.std, backbone.max_length
+    )  # fmt: skip
+    original_tokens, loaded_tokens = backbone.tokenize(CAPTIONS), loaded.tokenize(CAPTIONS)
+    assert all(torch.equal(original_tokens[key], loaded_tokens[key]) for key in original_tokens)
+    for expected, actual in zip(embed(backbone, pixels), embed(loaded, pixels), strict=True):
+        assert torch.equal(expected, actual)
+    # a tokenizer loaded from somewhere travels with the file, and export_options names it
+    backbone.save_pretrained(tmp_path / "pretrained")
+    from_directory = build(family, source=str(tmp_path / "pretrained"))
+    again = from_directory.save_weights(tmp_path / "again.safetensors")
+    assert from_directory.export_options() == {"tokenizer": str(tmp_path / "pretrained")}
+    assert build(family, source=str(again)).tokenizer_source == str(tmp_path / "pretrained")
+
+
+def test_a_weights_file_of_another_kind_is_refused_by_name(family, backbone, tmp_path):
+    other = next(name for name in FAMILIES if name != family)
+    other_file = build(other, config=tiny_config(other)).save_weights(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match=rf"other.safetensors: not a weights file written by {family}'s save_weights"):
+        build(family, source=str(other_file))
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="plain.safetensors: not a weights file"):
+        build(family, source=str(tmp_path / "plain.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(ValueError, match="junk.safetensors: not a safetensors file"):
+        build(family, source=str(tmp_path / "junk.safetensors"))
+    with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
+        build(family, source=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match=r"must end in \.safetensors"):
+        backbone.save_weights(tmp_path / "weights.bin")
+    assert not (tmp_path / "weights.bin").exists()
 
 
 def test_embedding_parameters_are_exactly_those_the_embeddings_use(backbone, pixels):

@@ -1,20 +1,24 @@
 """What the Hugging Face transformers families share: loading, tokenizers, insertion points.
 
-``HFDualEncoder`` builds a transformers model either from a source (a hub id, or a
-directory written by ``save_pretrained``) or, offline, from a dict of config
-overrides with random weights. A random model has no tokenizer on disk, so it gets
-a small byte-level one (ids 0-255 are the bytes, the family's special tokens follow)
-and its text config takes its vocabulary size and special token ids from it.
+``HFDualEncoder`` builds a transformers model either from a source (a hub id, a
+directory written by ``save_pretrained``, or one ``.safetensors`` file written by
+``save_weights``) or, offline, from a dict of config overrides with random weights.
+A random model has no tokenizer on disk, so it gets a small byte-level one (ids 0-255
+are the bytes, the family's special tokens follow) and its text config takes its
+vocabulary size and special token ids from it.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model, save_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from torch import nn
 from transformers import (
@@ -27,7 +31,11 @@ from transformers import (
 )
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
+from harma_zoo.fileio import atomic_write
+from harma_zoo.hub.download import WeightsUnavailable, unreachable_reason
 from harma_zoo.insertion import InsertionPoint
+
+WEIGHTS_SUFFIX = ".safetensors"  # a source ending so is one file of save_weights, not a hub id or directory
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -106,19 +114,22 @@ class HFDualEncoder(DualEncoder):
 
     Args:
         source: a hub id (``openai/clip-vit-base-patch32``) or a local directory written
-            by ``save_pretrained``, loaded with ``from_pretrained``. Offline, a hub id
-            must already be in the local cache.
+            by ``save_pretrained``, loaded with ``from_pretrained``; offline, a hub id
+            must already be in the Hugging Face cache. Or a ``.safetensors`` file written
+            by ``save_weights``: the weights with the model and image processor configs.
         config: config overrides for a model with random weights, built offline, e.g.
             ``{"text_config": {...}, "vision_config": {...}, "projection_dim": 16}``.
             Unless given, the text config's ``vocab_size`` and special token ids come
             from the tokenizer. Exactly one of ``source`` and ``config`` is given.
         tokenizer: where to load the tokenizer from (hub id or directory) instead of
-            ``source``; with ``config`` and no ``tokenizer``, a byte-level tokenizer is built.
+            ``source``. Without it a ``save_weights`` file uses the tokenizer it was saved
+            with, and ``config`` a byte-level tokenizer built here.
 
     Captions are always padded (and truncated) to ``max_length`` tokens, so that
     adapters attending over every position see the same input whatever the batch.
     """
 
+    weights_kinds = ("random", "hub", "url", "file")
     family: ClassVar[str]
     model_class: ClassVar[type[PreTrainedModel]]
     model_types: ClassVar[tuple[str, ...]]
@@ -142,14 +153,19 @@ class HFDualEncoder(DualEncoder):
             raise ValueError(f"{self.family}: give exactly one of source (weights) or config (random weights)")
         missing: list[str] = []
         image_processor = None
-        built_tokenizer = source is None and tokenizer is None
-        if source is not None:
+        if source is not None and source.endswith(WEIGHTS_SUFFIX):
+            model, image_processor, saved_tokenizer = self._load_weights_file(source)
+            tokenizer = tokenizer or saved_tokenizer
+            text_tokenizer = self._load_tokenizer(tokenizer) if tokenizer else self._byte_tokenizer()
+        elif source is not None:
             model, missing = self._load_model(source)
-            text_tokenizer = self._load_tokenizer(tokenizer or source)
+            tokenizer = tokenizer or source
+            text_tokenizer = self._load_tokenizer(tokenizer)
             image_processor = self._load_image_processor(source)
         else:
             text_tokenizer = self._load_tokenizer(tokenizer) if tokenizer else None
             model, text_tokenizer = self._random_model(config, text_tokenizer)
+        self.tokenizer_source = tokenizer  # None: the byte-level tokenizer built here
         vision_config, text_config = model.config.vision_config, model.config.text_config
         self._check_vocabulary(text_tokenizer, text_config.vocab_size)
         image_size = _square_size(vision_config.image_size)
@@ -160,7 +176,7 @@ class HFDualEncoder(DualEncoder):
         self.model = model
         positions = text_config.max_position_embeddings
         self.max_length = min(self.text_length or positions, positions)
-        if built_tokenizer:
+        if tokenizer is None:
             text_tokenizer.model_max_length = self.max_length
         self._tokenizer = text_tokenizer
         self._image_processor = image_processor
@@ -173,32 +189,80 @@ class HFDualEncoder(DualEncoder):
             )
         self.eval()
 
+    @classmethod
+    def loader_note(cls, source: str, options: dict[str, Any]) -> str:
+        return (
+            f"Hugging Face model id {source!r}: the {cls.family} family loads it with transformers' from_pretrained, "
+            "which downloads it into the Hugging Face cache ($HF_HOME) when the backbone is built, and reads it "
+            "from there afterwards, offline too"
+        )
+
     # --- building -------------------------------------------------------------------
+    def _hub_error(self, what: str, source: str, error: OSError) -> OSError:
+        """A local folder that does not load is broken; a hub id that does not is not downloadable now."""
+        if Path(source).exists():
+            return OSError(f"{self.family}: cannot load {what} from {source!r}: {error}")
+        return WeightsUnavailable(
+            f"{self.family}: the {what} of Hugging Face model {source!r} is not in the Hugging Face cache ($HF_HOME) "
+            f"and cannot be downloaded now: {unreachable_reason(error)}; give a hub id once downloaded, a directory "
+            f"written by save_pretrained, or a {WEIGHTS_SUFFIX} file written by save_weights"
+        )
+
     def _load_model(self, source: str) -> tuple[PreTrainedModel, list[str]]:
         try:
             config = AutoConfig.from_pretrained(source)
         except OSError as error:
-            raise OSError(
-                f"{self.family}: cannot load {source!r}; give a hub id (offline: one already in the cache) "
-                f"or a directory written by save_pretrained ({error})"
-            ) from error
-        if config.model_type not in self.model_types:
-            raise ValueError(
-                f"{self.family}: {source!r} holds a {config.model_type!r} model; "
-                f"this family loads {', '.join(self.model_types)}"
+            raise self._hub_error("model", source, error) from None
+        self._check_model_type(config.model_type, repr(source))
+        try:
+            model, info = self.model_class.from_pretrained(
+                source, config=config, dtype=torch.float32, output_loading_info=True
             )
-        model, info = self.model_class.from_pretrained(
-            source, config=config, dtype=torch.float32, output_loading_info=True
-        )
+        except OSError as error:
+            raise self._hub_error("weights", source, error) from None
         return model, list(info.get("missing_keys", ()))
+
+    def _check_model_type(self, model_type: str, where: str) -> None:
+        if model_type not in self.model_types:
+            raise ValueError(
+                f"{self.family}: {where} holds a {model_type!r} model; this family loads {', '.join(self.model_types)}"
+            )
+
+    def _load_weights_file(self, path: str) -> tuple[PreTrainedModel, Any, str | None]:
+        """(model, image processor, tokenizer source or None) from a ``save_weights`` file; nothing is unpickled."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{self.family}: weights file {path} does not exist")
+        try:
+            with safe_open(path, framework="pt") as file:
+                metadata = file.metadata() or {}
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{path}: not a safetensors file ({error})") from error
+        if metadata.get("family") != self.family or not {"config", "image_processor"} <= set(metadata):
+            raise ValueError(
+                f"{path}: not a weights file written by {self.family}'s save_weights (its metadata names family "
+                f"{metadata.get('family')!r}); load a save_pretrained directory or a hub id as source instead"
+            )
+        settings = json.loads(metadata["config"])
+        self._check_model_type(settings.get("model_type", ""), path)
+        model = self.model_class(self.model_class.config_class.from_dict(settings))
+        try:
+            load_model(model, path, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: its tensors do not fit the model its own config describes: {error}") from error
+        image_processor = self.image_processor_class.from_dict(json.loads(metadata["image_processor"]))
+        return model, image_processor, metadata.get("tokenizer")
 
     def _load_tokenizer(self, source: str) -> PreTrainedTokenizerBase:
         try:
             return AutoTokenizer.from_pretrained(source)
         except OSError as error:
-            raise OSError(f"{self.family}: cannot load a tokenizer from {source!r} ({error})") from error
+            raise self._hub_error("tokenizer", source, error) from None
         except ImportError as error:  # e.g. a SentencePiece tokenizer without the sentencepiece package
             raise ImportError(f"{self.family}: the tokenizer of {source!r} needs a missing package: {error}") from error
+
+    def _byte_tokenizer(self) -> PreTrainedTokenizerFast:
+        """The byte-level tokenizer of a model built here; its model_max_length is set once the model's is known."""
+        return byte_tokenizer(dict(self.special_tokens), self.template)
 
     def _load_image_processor(self, source: str):
         """The source's image processor, or None where it has none (size and normalisation then default)."""
@@ -213,8 +277,8 @@ class HFDualEncoder(DualEncoder):
         overrides = copy.deepcopy(overrides)
         config_class = self.model_class.config_class
         text = dict(overrides.pop("text_config", None) or {})
-        if text_tokenizer is None:  # its model_max_length is set once the model's is known
-            text_tokenizer = byte_tokenizer(dict(self.special_tokens), self.template)
+        if text_tokenizer is None:
+            text_tokenizer = self._byte_tokenizer()
         text.setdefault("vocab_size", len(text_tokenizer))
         self._check_vocabulary(text_tokenizer, text["vocab_size"])
         for field, attribute in self.token_ids.items():
@@ -250,6 +314,27 @@ class HFDualEncoder(DualEncoder):
         self.model.save_pretrained(directory)
         self._tokenizer.save_pretrained(directory)
         self._image_processor.save_pretrained(directory)
+
+    def save_weights(self, path: str | Path) -> Path:
+        """One safetensors file, loadable with ``source=path``: the weights, and as metadata the model and
+        image processor configs and where the tokenizer came from (none: the byte-level one built here)."""
+        path = Path(path)
+        if path.suffix != WEIGHTS_SUFFIX:
+            raise ValueError(f"{path}: the weights file must end in {WEIGHTS_SUFFIX} (that is how source= tells it)")
+        metadata = {
+            "family": self.family,
+            "config": self.model.config.to_json_string(),  # as config.json holds it: the changes from the defaults
+            "image_processor": self._image_processor.to_json_string(),
+        }
+        if self.tokenizer_source is not None:
+            metadata["tokenizer"] = self.tokenizer_source
+        atomic_write(
+            path, lambda temporary: save_model(self.model, str(temporary), metadata=metadata, force_contiguous=True)
+        )
+        return path
+
+    def export_options(self) -> dict[str, Any]:
+        return {} if self.tokenizer_source is None else {"tokenizer": self.tokenizer_source}
 
     def extra_repr(self) -> str:
         return f"source={self.source!r}, max_length={self.max_length}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +25,28 @@ class DualEncoder(nn.Module):
     implement the encoders, the tokenizer and the insertion points. Parameters whose
     names start with ``image_prefixes`` / ``text_prefixes`` form the two towers;
     anything else (a CLIP logit scale, an ITM head) is not used for embedding.
+
+    Everything else the toolkit needs to know about a family is here too, so that a new
+    family is one file: the option that takes its weights (``weights_option``, where
+    ``zoo:NAME`` resolves and where a file of ``save_weights`` loads back), the kinds of
+    registry weights it loads (``weights_kinds``), what its loader does with weights it
+    downloads itself (``loader_note``), and the modules LoRA adapts by default
+    (``lora_qkv_modules``, ``lora_mlp_modules``).
     """
 
     image_prefixes: tuple[str, ...] = ()
     text_prefixes: tuple[str, ...] = ()
-    main_option: str = "source"  # the option that ``family:VALUE`` on the command line sets
+    main_option: ClassVar[str] = "source"  # the option that ``family:VALUE`` on the command line sets
+    weights_option: ClassVar[str] = "source"  # the option that takes the weights: a file, tag or hub id
+    # the kinds of registry weights (registry/README.md) it loads: no weights, or one file (`url`, `file`), and
+    # `tag` (an OpenCLIP pretrained tag) or `hub` (a Hugging Face model id) where its loader downloads those itself
+    weights_kinds: ClassVar[tuple[str, ...]] = ("random", "url", "file")
+    # LoRA's default targets, as module names inside one transformer block (the deepest module holding
+    # both of the block's insertion points): the attention's query/key/value input projections (nn.Linear,
+    # or an attention module applying a fused ``in_proj_weight``) and the MLP's linear layers. A family
+    # may list the names of several block layouts; names a block does not have as such a module are passed over.
+    lora_qkv_modules: ClassVar[tuple[str, ...]] = ()
+    lora_mlp_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -40,6 +58,11 @@ class DualEncoder(nn.Module):
     def tiny_options(cls) -> dict:
         """Options that build a tiny instance with random weights, offline: for tests and demos."""
         raise NotImplementedError(f"{cls.__name__} defines no tiny configuration")
+
+    @classmethod
+    def loader_note(cls, source: str, options: dict[str, Any]) -> str:
+        """What the family's loader does with ``source``, weights it downloads itself (a tag, a hub id)."""
+        return f"{cls.__name__} loads {source!r} itself when the backbone is built"
 
     # --- encoders -------------------------------------------------------------------
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -89,11 +112,16 @@ class DualEncoder(nn.Module):
                 yield name, parameter
 
     def save_weights(self, path: str | Path) -> Path:
-        """Write the backbone's weights where ``pretrained``/``source`` can load them back.
+        """Write the backbone's weights as one file that ``weights_option`` loads back.
 
-        This is how a fully fine-tuned or pretrained-here backbone becomes a zoo backbone.
+        This is how a fully fine-tuned or pretrained-here backbone becomes a zoo backbone:
+        ``{**export_options(), weights_option: path}`` builds a backbone with the same fingerprint.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot export its weights yet")
+        raise NotImplementedError(f"{type(self).__name__} cannot export its weights")
+
+    def export_options(self) -> dict[str, Any]:
+        """The options that, with ``weights_option`` set to a ``save_weights`` file, rebuild this backbone."""
+        raise NotImplementedError(f"{type(self).__name__} cannot export its weights")
 
     def fingerprint(self) -> str:
         """sha256 over the names, shapes and values of the backbone's own weights.

@@ -45,6 +45,10 @@ class HFBlipBackbone(HFDualEncoder):
     }
     text_length = 35
 
+    # a fused qkv in the (CLIP-style) image layers, BERT-style text layers
+    lora_qkv_modules = ("self_attn.qkv", "attention.self.query", "attention.self.key", "attention.self.value")
+    lora_mlp_modules = ("mlp.fc1", "mlp.fc2", "intermediate.dense", "output.dense")
+
     image_prefixes = ("model.vision_model.", "model.vision_proj.")
 
     def _set_prefixes(self) -> None:

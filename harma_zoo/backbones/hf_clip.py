@@ -32,6 +32,9 @@ class HFCLIPBackbone(HFDualEncoder):
     template = "{bos_token} $A {eos_token}"
     token_ids = {"bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id", "pad_token_id": "pad_token_id"}
 
+    lora_qkv_modules = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+    lora_mlp_modules = ("mlp.fc1", "mlp.fc2")
+
     image_prefixes = ("model.vision_model.", "model.visual_projection.")
     text_prefixes = ("model.text_model.", "model.text_projection.")
 

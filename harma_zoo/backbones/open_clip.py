@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import open_clip
 from open_clip.timm_model import TimmModel
@@ -22,6 +23,7 @@ from torch import nn
 from harma_zoo.backbones.attention_layout import use_sequence_major_attention_inputs
 from harma_zoo.backbones.base import DualEncoder, TextTokens
 from harma_zoo.fileio import atomic_write
+from harma_zoo.hub.download import WeightsUnavailable, unreachable_reason
 from harma_zoo.insertion import InsertionPoint
 from harma_zoo.registry import BACKBONES
 
@@ -55,7 +57,25 @@ def create_open_clip_model(arch: str, pretrained: str | None, cache_dir: str | N
     if pretrained and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise KeyError(f"unknown pretrained tag {pretrained!r} for {arch!r}; known tags: {tags}")
+    if pretrained:
+        _download_tag(arch, pretrained, cache_dir)
     return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, weights_only=True)
+
+
+def _download_tag(arch: str, tag: str, cache_dir: str | None) -> None:
+    """Have OpenCLIP download (or find in its cache) the weights of ``tag``; fail in one line when it cannot.
+
+    ``create_model`` then finds the file in the cache. Called first so that a missing file is a
+    ``WeightsUnavailable`` naming the tag rather than OpenCLIP's logged error and RuntimeError.
+    """
+    try:
+        open_clip.download_pretrained(open_clip.get_pretrained_cfg(arch, tag), cache_dir=cache_dir)
+    except (OSError, RuntimeError) as error:  # hub and URL downloads fail as either
+        raise WeightsUnavailable(
+            f"open_clip: the weights of pretrained tag {tag!r} of {arch} are not in OpenCLIP's cache "
+            f"({cache_dir or 'the Hugging Face cache, $HF_HOME'}) and cannot be downloaded now: "
+            f"{unreachable_reason(error)}"
+        ) from None
 
 
 def _transformer_points(tower: str, transformer: Transformer) -> list[InsertionPoint]:
@@ -89,6 +109,11 @@ class OpenCLIPBackbone(DualEncoder):
     """
 
     main_option = "arch"
+    weights_option = "pretrained"
+    weights_kinds = ("random", "tag", "url", "file")
+    # OpenCLIP's own blocks (nn.MultiheadAttention with a fused in_proj_weight) and timm's (SigLIP image towers)
+    lora_qkv_modules = ("attn", "attn.qkv")
+    lora_mlp_modules = ("mlp.c_fc", "mlp.c_proj", "mlp.fc1", "mlp.fc2")
     image_prefixes = ("model.visual.",)
     text_prefixes = (
         "model.text.",
@@ -106,19 +131,38 @@ class OpenCLIPBackbone(DualEncoder):
         super().__init__(size if isinstance(size, int) else size[0], preprocess["mean"], preprocess["std"])
         self.arch = arch
         self.model = model
-        self._tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache_dir)
+        try:
+            self._tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache_dir)
+        except OSError as error:  # architectures with a Hugging Face tokenizer (SigLIP) download it
+            raise WeightsUnavailable(
+                f"open_clip: the tokenizer of {arch} is not in the Hugging Face cache ($HF_HOME) and cannot be "
+                f"downloaded now: {unreachable_reason(error)}"
+            ) from None
         self.attention_layout_hooks = use_sequence_major_attention_inputs(model)
 
     @classmethod
     def tiny_options(cls) -> dict:
         return {"arch": "harma-tiny-vit"}
 
+    @classmethod
+    def loader_note(cls, source: str, options: dict[str, Any]) -> str:
+        where = options.get("cache_dir") or "its cache_dir option, else the Hugging Face cache ($HF_HOME)"
+        return (
+            f"OpenCLIP pretrained tag {source!r} of {options.get('arch')}: OpenCLIP downloads the weights into "
+            f"its cache ({where}) when the backbone is built, and reads them from there afterwards, offline too"
+        )
+
     def save_weights(self, path: str | Path) -> Path:
         """The OpenCLIP state dict as safetensors, loadable with ``pretrained=path``."""
         path = Path(path)
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: the weights file must end in .safetensors (that is how OpenCLIP reads it)")
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
         atomic_write(path, lambda temporary: save_file(state, str(temporary), metadata={"arch": self.arch}))
         return path
+
+    def export_options(self) -> dict[str, Any]:
+        return {"arch": self.arch}
 
     def image_features(self, pixels):
         return self.model.encode_image(pixels)

@@ -17,7 +17,15 @@ from typing import Any
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.fileio import atomic_write
 from harma_zoo.hub.download import sha256_file
-from harma_zoo.hub.index import BackboneEntry, CheckpointEntry, Weights, load_index, match_backbone, weights_option
+from harma_zoo.hub.index import (
+    BackboneEntry,
+    CheckpointEntry,
+    Weights,
+    family_class,
+    load_index,
+    match_backbone,
+    weights_option,
+)
 from harma_zoo.zoo.cards import render_card
 from harma_zoo.zoo.publish import resolved_method, tensor_counts
 
@@ -42,8 +50,8 @@ def backbone_entry(result: dict[str, Any]):
         kind = "random"
     elif Path(str(weights)).exists() or str(weights).endswith((".pt", ".pth", ".bin", ".safetensors")):
         kind = "file"
-    else:
-        kind = "tag" if family == "open_clip" else "hub"
+    else:  # a name the family's loader resolves itself: an OpenCLIP tag, a hub id
+        kind = next((kind for kind in ("tag", "hub") if kind in family_class(family).weights_kinds), "file")
     # Built without the registry's checks: its name is a label (`open_clip:ViT-B-32`), its file a local path.
     return BackboneEntry.model_construct(
         name=result["backbone_label"],

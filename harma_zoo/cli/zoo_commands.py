@@ -93,14 +93,14 @@ def _zoo_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def _zoo_fetch(args: argparse.Namespace, console: Console) -> int:
-    from harma_zoo.hub.download import ChecksumError, FetchError
+    from harma_zoo.hub.download import ChecksumError, FetchError, WeightsUnavailable
     from harma_zoo.hub.entries import fetch_entry
     from harma_zoo.hub.index import load_index
 
     index = load_index(args.registry)
     try:
         result = fetch_entry(index, args.name, cache_dir=args.cache_dir, progress=not args.json)
-    except (ChecksumError, FetchError) as error:
+    except (ChecksumError, FetchError, WeightsUnavailable) as error:
         console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         return 1
     if args.json:
@@ -183,7 +183,9 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--registry", help=REGISTRY_HELP)
     listing.set_defaults(run=_zoo_list)
 
-    fetching = commands.add_parser("fetch", help="download a backbone's or checkpoint's file into the cache (sha256)")
+    fetching = commands.add_parser(
+        "fetch", help="download a backbone's weights or a checkpoint's file into the cache (sha256-checked)"
+    )
     fetching.add_argument("name", help="a backbone or checkpoint entry of the registry")
     fetching.add_argument("--cache-dir", help="download folder (default $HARMA_ZOO_HOME/downloads)")
     fetching.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -32,7 +32,8 @@ from harma_zoo.fileio import lock_current_file
 _STREAM_CHUNK = 64 * 1024  # small enough for a lively progress bar
 _HASH_CHUNK = 1024 * 1024
 _USER_AGENT = f"harma-zoo/{__version__}"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"  # a sha256 as the registry writes it: 64 lowercase hex digits
+SHA256 = re.compile(SHA256_PATTERN)
 # What may succeed when asked again: the server or the network had a bad moment.
 _TRANSIENT = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 _TRANSIENT_STATUSES = {408, 425, 429}  # besides every 5xx
@@ -44,6 +45,24 @@ class FetchError(RuntimeError):
 
 class ChecksumError(ValueError):
     """The bytes obtained are not the ones the zoo published; nothing was kept."""
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """Weights that no local cache holds and that cannot be downloaded now (offline, hub unreachable).
+
+    Its message is one line that names the weights and says how to provide them; the command
+    line prints it as it is, without a traceback.
+    """
+
+
+def unreachable_reason(error: BaseException) -> str:
+    """Why a hub download failed, in one line: the hub's offline mode, else the error's first line."""
+    from huggingface_hub import is_offline_mode  # imported here: slow to import
+
+    if is_offline_mode():
+        return "the Hugging Face Hub is offline (HF_HUB_OFFLINE=1)"
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def zoo_home() -> Path:
@@ -130,7 +149,7 @@ def _expected_sha256(sha256: str | None) -> str | None:
     """A malformed hash is a typo in a registry entry; say so now rather than as a mismatch later."""
     if sha256 is None:
         return None
-    if not _SHA256.fullmatch(sha256.lower()):
+    if not SHA256.fullmatch(sha256.lower()):
         raise ValueError(f"not a sha256 (64 hex digits): {sha256!r}")
     return sha256.lower()
 

@@ -1,7 +1,10 @@
-"""Getting a zoo entry's file into the cache: a checkpoint's adapter, or a backbone's weights file.
+"""Getting a zoo entry's weights into the cache: a checkpoint's adapter, or a backbone's weights.
 
-Backbones whose weights are an OpenCLIP tag or a Hugging Face model id are no single file: their
-family loader downloads them itself when the backbone is built, and :func:`fetch_entry` says so.
+A backbone whose weights are one file (``url``, ``file``) is downloaded into the zoo's cache,
+verified against the registry's sha256. Weights that are an OpenCLIP tag or a Hugging Face model
+id are no single file: the family's loader downloads them into its own cache, so
+:func:`fetch_entry` builds the backbone once to have it do so; later builds find them there,
+offline too.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harma_zoo.hub.download import ChecksumError, FetchError, fetch, sha256_file
-from harma_zoo.hub.index import BackboneEntry, ZooIndex, backbone_config, url_filename
+from harma_zoo.hub.download import ChecksumError, FetchError, WeightsUnavailable, fetch, sha256_file
+from harma_zoo.hub.index import BackboneEntry, ZooIndex, family_class, family_config, url_filename
 
 
 @dataclass
@@ -29,21 +32,19 @@ class Fetched:
 
 
 def loader_note(entry: BackboneEntry) -> str:
-    """What the family does with weights that are no single file."""
-    source = entry.weights.source
-    if entry.weights.kind == "tag":
-        return (
-            f"{entry.name}: OpenCLIP pretrained tag {source!r} of {entry.architecture.get('arch')}; no single "
-            "file to fetch. OpenCLIP downloads and caches the weights itself (its cache_dir option, else the "
-            "Hugging Face cache) when the backbone is built."
-        )
-    if entry.weights.kind == "hub":
-        return (
-            f"{entry.name}: Hugging Face model id {source!r}; no single file to fetch. The {entry.family} family "
-            "loads it with transformers' from_pretrained, which downloads into the Hugging Face cache "
-            "($HF_HOME) when the backbone is built."
-        )
-    return f"{entry.name}: random weights (architecture {entry.architecture}); nothing to fetch."
+    """Where the weights of ``entry`` that are no single file come from, in the family's words."""
+    if entry.weights.kind == "random":
+        return f"{entry.name}: random weights (architecture {entry.architecture}); nothing to fetch."
+    return f"{entry.name}: {family_class(entry.family).loader_note(entry.weights.source, entry.architecture)}."
+
+
+def _fetch_with_loader(entry: BackboneEntry) -> None:
+    """Build the backbone once, so that its family's loader downloads the weights into its own cache."""
+    options = {key: value for key, value in family_config(entry).items() if key != "type"}
+    try:
+        family_class(entry.family)(**options)
+    except WeightsUnavailable as error:
+        raise WeightsUnavailable(f"{entry.name}: {error}") from None
 
 
 def _fetch_first(urls: list[str], sha256: str | None, **options: Any) -> tuple[Path, str]:
@@ -65,17 +66,21 @@ def fetch_entry(
 ) -> Fetched:
     """Fetch the file of the backbone or checkpoint entry ``name`` into the cache, verified by its sha256.
 
-    Repo-relative paths are copied from the project root (``file://``). Raises ``KeyError`` for an
-    unknown name, :class:`ChecksumError` (naming both hashes) for wrong bytes, :class:`FetchError`
-    when no source gives the file. ``options`` go to :func:`harma_zoo.hub.download.fetch`.
+    Repo-relative paths are copied from the project root (``file://``). Weights that are a tag or a
+    hub id are downloaded by the family's loader into its own cache (``path`` stays None). Raises
+    ``KeyError`` for an unknown name, :class:`ChecksumError` (naming both hashes) for wrong bytes,
+    :class:`FetchError` when no source gives the file, :class:`WeightsUnavailable` when the family's
+    loader cannot download its weights. ``options`` go to :func:`harma_zoo.hub.download.fetch`.
     """
     entry = index.entry(name)
     options = {"cache_dir": cache_dir, "progress": progress, **options}
     if isinstance(entry, BackboneEntry):
         result = Fetched(name=name, kind="backbone")
         if entry.weights.kind not in ("url", "file"):
+            if entry.weights.kind != "random":
+                _fetch_with_loader(entry)
             result.notes.append(loader_note(entry))
-            result.config = backbone_config(entry)
+            result.config = family_config(entry)
             return result
         expected = entry.weights.sha256
         urls = [index.resolve_url(entry.weights.source)]
@@ -87,7 +92,7 @@ def fetch_entry(
     result.sha256 = expected or sha256_file(result.path)
     result.verified = expected is not None
     if isinstance(entry, BackboneEntry):
-        result.config = backbone_config(entry, result.path)
+        result.config = family_config(entry, result.path)
         if expected is None:
             result.notes.append(
                 f"{name}: the registry has no sha256 for this file, so it was not verified; its "
@@ -95,9 +100,9 @@ def fetch_entry(
             )
     else:
         backbone = index.backbone(entry.backbone)
-        if backbone.weights.kind in ("url", "file"):
-            how = f"`harma-zoo fetch {backbone.name}` gets its weights file"
+        if backbone.weights.kind == "random":
+            how = "its weights are random, nothing to fetch"
         else:
-            how = loader_note(backbone).partition(": ")[2]
+            how = f"`harma-zoo fetch {backbone.name}` gets its weights"
         result.notes.append(f"{name}: adapter for backbone {backbone.name!r}; {how}")
     return result

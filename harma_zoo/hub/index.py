@@ -32,22 +32,21 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict  # pydantic needs typing_extensions' TypedDict before 3.12
 
+from harma_zoo.hub.download import SHA256_PATTERN
 from harma_zoo.plaindata import as_json_data
+from harma_zoo.registry import BACKBONES, get_class, registered_names
 from harma_zoo.resources import project_folder
 
 BACKBONES_FILE = "backbones.yaml"
 CHECKPOINTS_FILE = "checkpoints.yaml"
 WeightKind = Literal["random", "tag", "hub", "url", "file"]
 URL_SCHEMES = ("https", "http", "hf", "file")
-# The family option that takes the weights; every other family takes a hub id or path as ``source``.
-WEIGHTS_OPTION = {"open_clip": "pretrained"}
 # Options of a backbone config that do not change which weights or architecture it is.
 NEUTRAL_OPTIONS = ("cache_dir",)
 # A backbone config may give its weights as `zoo:NAME`: the weights of backbone entry NAME (resolved
 # by harma_zoo.hub.references when the backbone is built), so a recipe names a zoo backbone portably.
 ZOO_PREFIX = "zoo:"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
 TEXT_PATTERN = r"\S"
 NAME = re.compile(NAME_PATTERN)
 # What a value that misses each pattern is told (pydantic would only quote the pattern).
@@ -418,21 +417,23 @@ def _parse_file(path: Path, cls: type[BaseModel], raw_entries: list[Any]) -> dic
     return entries
 
 
-def _known_families() -> list[str]:
-    from harma_zoo.registry import BACKBONES, registered_names  # imports the families: only when checking one
+def family_class(family: str) -> type:
+    """The class registered as ``family`` (importing the families on first use); KeyError lists the known ones.
 
-    return registered_names(BACKBONES)
+    Reached through the registry, not imported: the hub sits below the model layer.
+    """
+    return get_class(BACKBONES, family)
 
 
 def weights_option(family: str) -> str:
-    """The option of ``family`` that takes the weights (``pretrained`` for OpenCLIP, else ``source``)."""
-    return WEIGHTS_OPTION.get(family, "source")
+    """The option of ``family`` that takes the weights (``pretrained`` for OpenCLIP, ``source`` for the others)."""
+    return family_class(family).weights_option
 
 
 def _check_backbone(entry: BackboneEntry, file: str) -> None:
     """What the model cannot check alone: the family is registered, and the entry fits it."""
     label = repr(entry.name)
-    families = _known_families()
+    families = registered_names(BACKBONES)
     if entry.family not in families:
         raise RegistryError(
             file, label, "family", f"names an unknown family {entry.family!r}; registered: {', '.join(families)}"
@@ -444,11 +445,11 @@ def _check_backbone(entry: BackboneEntry, file: str) -> None:
     option = weights_option(entry.family)
     if option in entry.architecture:
         raise RegistryError(file, label, f"architecture.{option}", "belongs in field 'weights', not here")
-    if entry.weights.kind == "tag" and entry.family != "open_clip":
-        raise RegistryError(file, label, "weights.kind", "'tag' (an OpenCLIP pretrained tag) needs family open_clip")
-    if entry.weights.kind == "hub" and entry.family == "open_clip":
+    kinds = family_class(entry.family).weights_kinds
+    if entry.weights.kind not in kinds:
+        loads = ", ".join(kinds)
         raise RegistryError(
-            file, label, "weights.kind", "'hub' needs a family that loads hub ids; for OpenCLIP use a tag or a url"
+            file, label, "weights.kind", f"is {entry.weights.kind!r}: family {entry.family} loads {loads}"
         )
 
 
@@ -480,8 +481,8 @@ def url_filename(url: str) -> str:
     return PurePosixPath(path).name
 
 
-def backbone_config(entry: BackboneEntry, weights_path: str | Path | None = None) -> dict[str, Any]:
-    """The family config (``build_backbone`` input) of ``entry``.
+def family_config(entry: BackboneEntry, weights_path: str | Path | None = None) -> dict[str, Any]:
+    """The family config (``build_backbone`` input) of ``entry``, its weights given as the family loads them.
 
     ``url``/``file`` weights are one file that has to be fetched first: pass its local path.
     """

@@ -12,20 +12,20 @@ inside the backbone: after ``attach`` they are its only parameters with
 no parameters.
 
 Default targets, the same on every family: in every transformer block of the chosen
-towers, the attention's query/key/value input projection (fused or not) and every
-other linear layer of the block but the attention output projection, which on all
-our families means both MLP linears: OpenCLIP ``attn`` (its fused ``in_proj_weight``)
-+ ``c_fc``/``c_proj``; timm ``qkv`` + ``fc1``/``fc2``; HF CLIP/SigLIP ``q_proj``/
-``k_proj``/``v_proj`` + ``fc1``/``fc2``; BLIP text ``query``/``key``/``value`` +
-``intermediate.dense``/``output.dense``. A block is the deepest module holding both
-of its insertion points, and only modules whose parameters lie in the chosen towers
-count, so pooling heads, final projections and BLIP's unused cross-attention are
-never adapted. All of q, k and v (not the original paper's q and v) because timm and
-OpenCLIP fuse them into one weight; the attention output projection is left out
-because OpenCLIP's blocks cannot adapt it through peft (below) and one recipe should
-mean the same thing on every family. The MLP is included because it holds most of a
-block's weights and carries the modality-specific features that retrieval tuning
-moves (HarMA adapts the same branch).
+towers, the attention's query/key/value input projection (fused or not) and the MLP's
+linear layers, but not the attention output projection. Each family names those modules
+inside its blocks (``lora_qkv_modules`` and ``lora_mlp_modules`` of its class): OpenCLIP
+``attn`` (its fused ``in_proj_weight``) + ``mlp.c_fc``/``mlp.c_proj``, timm ``attn.qkv`` +
+``mlp.fc1``/``mlp.fc2``, HF CLIP/SigLIP ``q_proj``/``k_proj``/``v_proj`` + ``fc1``/``fc2``,
+BLIP text ``query``/``key``/``value`` + ``intermediate.dense``/``output.dense``. A block is
+the deepest module holding both of its insertion points, and only modules whose parameters
+lie in the chosen towers count, so pooling heads, final projections and BLIP's unused
+cross-attention are never adapted. All of q, k and v (not the original paper's q and v)
+because timm and OpenCLIP fuse them into one weight; the attention output projection is
+left out because OpenCLIP's blocks cannot adapt it through peft (below) and one recipe
+should mean the same thing on every family. The MLP is included because it holds most of
+a block's weights and carries the modality-specific features that retrieval tuning moves
+(HarMA adapts the same branch).
 
 ``nn.MultiheadAttention`` (OpenCLIP's own blocks) needs care, because its forward
 reads ``in_proj_weight`` and ``out_proj.weight`` directly in
@@ -60,8 +60,6 @@ from harma_zoo.registry import METHODS
 
 ADAPTER_NAME = "default"
 FUSED_QKV_PARAMETER = "in_proj_weight"
-# last name component of the linear query/key/value projections of the families we know
-QKV_LINEAR_NAMES = frozenset({"qkv", "q_proj", "k_proj", "v_proj", "query", "key", "value", "q", "k", "v", "kv"})
 
 
 def _has_fused_qkv(module: nn.Module) -> bool:
@@ -119,7 +117,13 @@ class LoRA(Method):
         return bool(towers) and towers <= set(self.options.towers)
 
     def _default_targets(self, backbone: DualEncoder) -> tuple[list[str], list[str]]:
-        """Every linear layer of every block but the attention output projection; fused in_proj weights."""
+        """The family's q/k/v and MLP modules in every block of the chosen towers; fused in_proj weights."""
+        kinds = dict.fromkeys(backbone.lora_qkv_modules, "qkv") | dict.fromkeys(backbone.lora_mlp_modules, "mlp")
+        if set(kinds.values()) != {"qkv", "mlp"}:
+            raise ValueError(
+                f"lora: {type(backbone).__name__} names no default targets (lora_qkv_modules, lora_mlp_modules); "
+                "name the layers to adapt with the 'targets' option"
+            )
         names = {id(module): name for name, module in backbone.named_modules()}
         branches: dict[tuple[str, int], dict[str, nn.Module]] = {}
         for point in backbone.insertion_points():
@@ -137,26 +141,18 @@ class LoRA(Method):
             if not common:
                 raise ValueError(f"lora: the branches of {tower} block {block} share no parent module")
             root = ".".join(common)
-            output_projections = {
-                id(m)
-                for n, m in branch["attn"].named_modules()
-                if isinstance(m, nn.Linear) and n.rpartition(".")[2] not in QKV_LINEAR_NAMES
-            }
             found = {"qkv": 0, "mlp": 0}
             for sub, module in backbone.get_submodule(root).named_modules(prefix=root):
-                if not self._in_towers(backbone, sub, module):
+                kind = kinds.get(sub[len(root) + 1 :])
+                if kind is None or not self._in_towers(backbone, sub, module):
                     continue  # e.g. BLIP's cross-attention, which contrastive text encoding never runs
                 if _has_fused_qkv(module):
                     parameters.append(f"{sub}.{FUSED_QKV_PARAMETER}")
-                    found["qkv"] += 1
-                elif not isinstance(module, nn.Linear) or id(module) in output_projections:
-                    continue
-                elif sub.rpartition(".")[2] in QKV_LINEAR_NAMES:
+                elif isinstance(module, nn.Linear):
                     modules.append(sub)
-                    found["qkv"] += 1
                 else:
-                    modules.append(sub)
-                    found["mlp"] += 1
+                    continue  # the name of another block layout (OpenCLIP names its own blocks' and timm's)
+                found[kind] += 1
             missing = [kind for kind, count in found.items() if not count]
             if missing:
                 raise ValueError(

@@ -13,7 +13,6 @@ from mmengine.config import Config
 
 from harma_zoo.engine.evaluation import build_for_evaluation
 from harma_zoo.hub.download import sha256_file
-from harma_zoo.hub.index import weights_option
 
 # Methods whose checkpoints hold the whole backbone; the others keep it frozen, so there is nothing to export.
 EXPORTABLE_METHODS = ("full",)
@@ -22,8 +21,10 @@ EXPORTABLE_METHODS = ("full",)
 def export_backbone(cfg: Config, checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the backbone of ``cfg`` with ``checkpoint`` loaded to ``out``; return a ``backbones.yaml`` entry.
 
-    The entry's ``weights.source`` is ``out`` as given (a project-relative ``zoo_files/...`` path is
-    what a ``file`` entry wants); ``name``, ``license`` and ``citation`` are left for the author.
+    The weights are what the family's ``save_weights`` writes, and the entry's ``architecture`` the
+    options that load them back (``export_options``), so ``zoo:NAME`` of the entry builds this very
+    backbone. The entry's ``weights.source`` is ``out`` as given (a project-relative ``zoo_files/...``
+    path is what a ``file`` entry wants); ``name``, ``license`` and ``citation`` are left for the author.
     """
     method = cfg.method.get("type")
     if method not in EXPORTABLE_METHODS:
@@ -33,11 +34,9 @@ def export_backbone(cfg: Config, checkpoint: str | Path, out: str | Path) -> dic
         )
     model, _ = build_for_evaluation(cfg, checkpoint)
     path = model.backbone.save_weights(out)
-    left_out = ("type", weights_option(cfg.backbone.type))
-    architecture = {k: v for k, v in cfg.backbone.to_dict().items() if k not in left_out}
     return {
         "family": cfg.backbone.type,
-        "architecture": architecture,
+        "architecture": model.backbone.export_options(),
         "weights": {"kind": "file", "source": Path(out).as_posix(), "sha256": sha256_file(path)},
         "size": path.stat().st_size,
     }
