@@ -1,10 +1,11 @@
 """The public Python API: from a zoo name (or an adapter file) to a working model in one call.
 
 In the manner of open_clip's ``create_model_and_transforms`` and peft's ``from_pretrained``:
-``load_pretrained`` fetches the adapter and the backbone weights into the zoo cache, checks both
-against the registry's sha256, builds the backbone, attaches the method, loads the trained
-tensors (which checks the backbone fingerprint the adapter was trained on), and hands back the
-model in eval mode with the transform and the tokenizer that go with it.
+``load_pretrained`` fetches the adapter into the zoo cache and checks it against the registry's
+sha256, builds the backbone from its ``zoo:NAME`` weights (the same path as training: fetched and
+verified, or a local override, see ``harma_zoo.hub.references``), attaches the method, loads the
+trained tensors (which checks the backbone fingerprint the adapter was trained on), and hands back
+the model in eval mode with the transform and the tokenizer that go with it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from harma_zoo.data.text import clean_caption
 from harma_zoo.engine.checkpoint import load_adapter, read_metadata
 from harma_zoo.engine.seeding import isolated_random_state
 from harma_zoo.hub.entries import fetch_entry
-from harma_zoo.hub.index import BackboneEntry, CheckpointEntry, ZooIndex, backbone_config, load_index
+from harma_zoo.hub.index import BackboneEntry, CheckpointEntry, ZooIndex, load_index
+from harma_zoo.hub.references import has_weights, zoo_config
 from harma_zoo.model import RetrievalModel, build_model
 from harma_zoo.resources import project_folder, recipe_path
 
@@ -38,8 +40,9 @@ __all__ = [
 
 
 class CaptionTokenizer:
-    """Cleans captions as training did (method spec: lower case, punctuation out, at most ``max_words``
-    words), then tokenises them for the backbone: ``tokenizer(["many planes ..."])`` -> token tensors."""
+    """Cleans captions as training did (lower case, punctuation out, at most ``max_words`` words: see
+    ``harma_zoo.data.text``), then tokenises them for the backbone: ``tokenizer(["many planes ..."])``
+    -> token tensors."""
 
     def __init__(self, backbone: DualEncoder, max_words: int = 30, device: torch.device | str | None = None) -> None:
         self.backbone = backbone
@@ -78,16 +81,11 @@ def _recipe_seed(recipe: str) -> int | None:
 def _registry_adapter(
     index: ZooIndex, name: str, cache_dir: str | Path | None
 ) -> tuple[Path, dict[str, Any], CheckpointEntry]:
-    """The verified adapter file of checkpoint entry ``name`` and its backbone's family config (weights verified)."""
+    """The verified adapter file of checkpoint entry ``name`` and its backbone's config, weights as ``zoo:NAME``."""
     entry = index.checkpoint(name)
     adapter = fetch_entry(index, name, cache_dir=cache_dir, progress=False).path
     backbone: BackboneEntry = index.backbone(entry.backbone)
-    if backbone.weights.kind in ("url", "file"):
-        weights = fetch_entry(index, backbone.name, cache_dir=cache_dir, progress=False)
-        config = weights.config
-    else:
-        config = backbone_config(backbone)
-    return adapter, config, entry
+    return adapter, zoo_config(backbone), entry
 
 
 def load_pretrained(
@@ -110,35 +108,32 @@ def load_pretrained(
     Returns the model (eval mode, no gradients needed), the backbone's evaluation transform
     (a PIL image -> a normalised tensor) and a tokenizer that cleans captions as training did.
     Raises ``KeyError`` for an unknown name (listing the known ones), the hub's errors for a file
-    that cannot be fetched or does not match its sha256, and ``ValueError`` when the adapter was
-    trained on other backbone weights.
+    that cannot be fetched or does not match its sha256 (``WeightsUnavailable``, one line saying how
+    to provide the backbone's weights, when they are in no cache and cannot be downloaded now), and
+    ``ValueError`` when the adapter was trained on other backbone weights.
     """
     if _looks_like_file(name_or_path):
         adapter = Path(name_or_path)
         metadata = read_metadata(adapter)
         config = metadata["backbone"]
         recipe = metadata.get("recipe") or ""
+        index = load_index(registry) if registry is not None else None
     else:
-        adapter, config, entry = _registry_adapter(load_index(registry), str(name_or_path), cache_dir)
+        index = load_index(registry)
+        adapter, config, entry = _registry_adapter(index, str(name_or_path), cache_dir)
         metadata = read_metadata(adapter)
         recipe = entry.recipe
     seed = metadata.get("seed")
     # A backbone with random weights is what its seed made: it is rebuilt from the run's seed.
-    if seed is None and not _has_weights(config):
+    if seed is None and not has_weights(config, index):
         seed = _recipe_seed(recipe)
     with isolated_random_state(int(seed)) if seed is not None else nullcontext():
-        model = build_model(config, metadata["method"], metadata.get("loss"))
+        model = build_model(config, metadata["method"], metadata.get("loss"), index=index, cache_dir=cache_dir)
     load_adapter(model, adapter, metadata["method"])
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     return Pretrained(model, model.backbone.eval_transform(), CaptionTokenizer(model.backbone, device=device))
-
-
-def _has_weights(config: dict[str, Any]) -> bool:
-    from harma_zoo.hub.index import weights_option
-
-    return config.get(weights_option(str(config.get("type")))) is not None
 
 
 def list_backbones(registry: str | Path | None = None) -> list[BackboneEntry]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder, TextTokens
-from harma_zoo.hub.references import resolve_zoo_weights
+from harma_zoo.hub.index import ZooIndex
+from harma_zoo.hub.references import zoo_weights
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import BACKBONES, LOSSES, METHODS, get_class
 
@@ -21,13 +23,17 @@ def _split_type(config: Mapping[str, Any], what: str) -> tuple[str, dict[str, An
     return options.pop("type"), options
 
 
-def build_backbone(config: Mapping[str, Any]) -> DualEncoder:
+def build_backbone(
+    config: Mapping[str, Any], *, index: ZooIndex | None = None, cache_dir: str | Path | None = None
+) -> DualEncoder:
     """Backbone from ``dict(type=FAMILY, **options)``; an unknown family lists the known ones.
 
-    Weights given as ``zoo:NAME`` are the zoo entry NAME's (see ``harma_zoo.hub.references``).
+    Weights given as ``zoo:NAME`` are the zoo entry NAME's, from the registry ``index`` (default: the
+    one ``load_index`` reads) and the download cache ``cache_dir`` (see ``harma_zoo.hub.references``).
     """
-    family, options = _split_type(resolve_zoo_weights(config), "backbone")
-    return get_class(BACKBONES, family)(**options)
+    with zoo_weights(config, index=index, cache_dir=cache_dir) as resolved:
+        family, options = _split_type(resolved, "backbone")
+        return get_class(BACKBONES, family)(**options)
 
 
 def build_method(config: Mapping[str, Any], backbone: DualEncoder) -> Method:
@@ -72,8 +78,14 @@ def build_model(
     backbone: Mapping[str, Any],
     method: Mapping[str, Any],
     loss: Mapping[str, Any] | None = None,
+    *,
+    index: ZooIndex | None = None,
+    cache_dir: str | Path | None = None,
 ) -> RetrievalModel:
-    """The whole retrieval model from three configs (the loss defaults to HarMA's)."""
-    built_backbone = build_backbone(backbone)
+    """The whole retrieval model from three configs (the loss defaults to HarMA's).
+
+    ``index`` and ``cache_dir``: where ``zoo:NAME`` backbone weights are looked up (see ``build_backbone``).
+    """
+    built_backbone = build_backbone(backbone, index=index, cache_dir=cache_dir)
     built_method = build_method(method, built_backbone)
     return RetrievalModel(built_backbone, built_method, build_loss(loss or {"type": "harma"}))

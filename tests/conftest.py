@@ -15,8 +15,8 @@ import torch
 from harma_zoo.hub.index import ZooIndex, load_index
 
 # No test may reach a model hub: every hub client is told it is offline, unless the
-# run asks for the tests that need real weights (HARMA_ZOO_WEIGHTS=1, where hubs are reachable).
-if os.environ.get("HARMA_ZOO_WEIGHTS") != "1":
+# run asks for the tests that need real weights (HARMA_ZOO_ONLINE=1, where hubs are reachable).
+if os.environ.get("HARMA_ZOO_ONLINE") != "1":
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -26,11 +26,11 @@ SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_weights = pytest.mark.skip(
-        reason="needs pretrained weights from a hub; set HARMA_ZOO_WEIGHTS=1 where one is reachable"
+        reason="needs pretrained weights from a hub; set HARMA_ZOO_ONLINE=1 where one is reachable"
     )
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none here")
     for item in items:
-        if "needs_weights" in item.keywords and os.environ.get("HARMA_ZOO_WEIGHTS") != "1":
+        if "needs_weights" in item.keywords and os.environ.get("HARMA_ZOO_ONLINE") != "1":
             item.add_marker(skip_weights)
         if "needs_gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from mmengine.config import Config
 
 from harma_zoo import resources
 from harma_zoo.cli import main
@@ -21,12 +22,14 @@ from harma_zoo.hub.index import (
     BackboneEntry,
     CheckpointEntry,
     RegistryError,
-    backbone_config,
     backbone_matches,
     entry_dict,
+    family_config,
     load_index,
     match_backbone,
+    weights_option,
 )
+from harma_zoo.hub.references import resolve_zoo_weights, zoo_reference
 from harma_zoo.hub.schema import SCHEMAS, modeline, registry_schema, schema_paths, stale_schemas
 from harma_zoo.zoo import _wheel_data
 from harma_zoo.zoo.cards import base_model, card_metadata, render_card
@@ -120,9 +123,49 @@ def test_every_recipe_backbone_is_a_registry_entry(shipped) -> None:
     assert all(row["backbone"] for row in rows.values())
 
 
+def _backbone_pieces() -> dict[str, dict[str, Any]]:
+    """The backbone config of every piece in recipes/_base_/backbones/, by file name."""
+    folder = PROJECT / "recipes" / "_base_" / "backbones"
+    return {path.stem: Config.fromfile(path).backbone.to_dict() for path in sorted(folder.glob("*.py"))}
+
+
+def test_every_backbone_with_weights_has_a_recipe_piece_naming_it_as_zoo(shipped, tmp_path, monkeypatch) -> None:
+    """One source of truth: a piece names registry weights as zoo:NAME, never a tag, hub id or path of its own."""
+    pieces = _backbone_pieces()
+    for entry in shipped.backbones.values():
+        if entry.weights.kind == "random":
+            continue
+        naming = [stem for stem, config in pieces.items() if zoo_reference(config) == entry.name]
+        assert len(naming) == 1, f"{entry.name}: pieces naming it: {naming}"
+        assert match_backbone(shipped, pieces[naming[0]]) is entry  # family and architecture are the entry's
+    for stem, config in pieces.items():
+        if config.get(weights_option(config["type"])) is not None:
+            assert zoo_reference(config) in shipped.backbones, stem
+    # and each resolves to what its family loads, without downloading anything: files from a local folder
+    monkeypatch.setenv("HARMA_ZOO_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HARMA_ZOO_HOME", str(tmp_path / "zoo-home"))
+    (tmp_path / "weights").mkdir()
+    for entry in shipped.backbones.values():
+        if entry.weights.kind == "url":
+            (tmp_path / "weights" / entry.weights.source.rpartition("/")[2]).write_bytes(b"stand-in")
+    for stem, config in pieces.items():
+        name = zoo_reference(config)
+        if name is None:
+            continue
+        entry = shipped.backbone(name)
+        value = resolve_zoo_weights(config, index=shipped)[weights_option(config["type"])]
+        if entry.weights.kind in ("tag", "hub"):
+            assert value == entry.weights.source, stem
+        elif entry.weights.kind == "url":
+            assert value == str(tmp_path / "weights" / entry.weights.source.rpartition("/")[2]), stem
+        else:  # a file shipped in the project: copied into the zoo cache, verified
+            assert Path(value).parent.parent == tmp_path / "zoo-home" / "downloads", stem
+            assert sha256_file(value) == entry.weights.sha256
+
+
 def test_backbone_configs_and_matching(shipped) -> None:
     georsclip = shipped.backbone("georsclip-vit-b32-ret2")
-    config = backbone_config(georsclip, "/cache/ab12/RS5M_ViT-B-32_RET-2.pt")
+    config = family_config(georsclip, "/cache/ab12/RS5M_ViT-B-32_RET-2.pt")
     assert config == {
         "type": "open_clip",
         "arch": "ViT-B-32-quickgelu",
@@ -138,9 +181,9 @@ def test_backbone_configs_and_matching(shipped) -> None:
         shipped.backbone("harma-tiny-vit"), {"type": "open_clip", "arch": "harma-tiny-vit", "pretrained": "x.pt"}
     )
     blip = shipped.backbone("blip-itm-base-coco")
-    assert backbone_config(blip) == {"type": "hf_blip", "source": "Salesforce/blip-itm-base-coco"}
+    assert family_config(blip) == {"type": "hf_blip", "source": "Salesforce/blip-itm-base-coco"}
     with pytest.raises(ValueError, match="harma-zoo fetch georsclip-vit-b32-ret2"):
-        backbone_config(georsclip)  # a weights file has to be fetched first
+        family_config(georsclip)  # a weights file has to be fetched first
 
 
 def test_filters(shipped) -> None:
@@ -191,7 +234,18 @@ def _set(name: str, key: str, value: Any):
             "weights.source",
             "hf://OWNER/REPO",
         ),
-        (_set("blip-itm-base-coco", "weights.kind", "tag"), "'blip-itm-base-coco'", "weights.kind", "family open_clip"),
+        (
+            _set("blip-itm-base-coco", "weights.kind", "tag"),
+            "'blip-itm-base-coco'",
+            "weights.kind",
+            "is 'tag': family hf_blip loads random, hub, url, file",
+        ),
+        (
+            _set("siglip-vit-b16", "weights.kind", "hub"),
+            "'siglip-vit-b16'",
+            "weights.kind",
+            "is 'hub': family open_clip loads random, tag, url, file",
+        ),
         (_set("harma-tiny-vit", "weights.source", "x.pt"), "'harma-tiny-vit'", "weights.source", "must be null"),
         (_set("siglip-vit-b16", "license", ""), "'siglip-vit-b16'", "license", "must not be empty"),
         (_set("siglip-vit-b16", "license", 3), "'siglip-vit-b16'", "license", "must be a string"),
