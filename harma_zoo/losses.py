@@ -3,7 +3,7 @@
 Every loss takes L2-normalised image and caption embeddings (B x D) and the image id
 of each row (row i is the pair (image_i, caption_i); several rows may share an
 image), gathers all three across processes, and computes the loss of the global
-batch, as the specification (harma-method.md, section 5) states.
+batch (the formulas: docs/methods.md, "Losses").
 
 Gradients under data parallelism: the gather keeps gradients, so every rank
 computes the full global loss, and the backward pass of the gather sums, over all

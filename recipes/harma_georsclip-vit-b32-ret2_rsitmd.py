@@ -1,4 +1,4 @@
-# HarMA reference pairing: GeoRSCLIP ViT-B/32 RET-2 -> RSITMD (method spec section 7).
+# HarMA reference pairing: GeoRSCLIP ViT-B/32 RET-2 -> RSITMD (the HarMA paper's settings; docs/recipes.md).
 _base_ = [
     "_base_/backbones/georsclip_vit_b32_ret2.py",
     "_base_/methods/harma.py",

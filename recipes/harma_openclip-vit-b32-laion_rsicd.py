@@ -1,4 +1,4 @@
-# HarMA reference pairing: LAION ViT-B/32 -> RSICD (method spec section 7).
+# HarMA reference pairing: LAION ViT-B/32 -> RSICD (the HarMA paper's settings; docs/recipes.md).
 _base_ = [
     "_base_/backbones/openclip_vit_b32_laion.py",
     "_base_/methods/harma.py",

@@ -1,4 +1,4 @@
-"""Converting checkpoints of the HarMA reference code (layout: harma-reference-keys.md).
+"""Converting checkpoints of the HarMA reference code (layout: docs/zoo.md, "Checkpoints of the HarMA code").
 
 The reference checkpoint here is built from the documented key names alone (random
 ViT-B/32 backbone, random non-zero trained tensors). Its conversion is checked against
@@ -238,7 +238,7 @@ def _attention(x, sd, name, heads, mask=None):
 
 
 def _reference_block(x, sd, block, heads, act, mask, shared):
-    """Spec sections 1-3 on a (tokens, batch, width) tensor, tensors taken by their original names."""
+    """docs/methods.md's HarMA block on a (tokens, batch, width) tensor, tensors taken by their original names."""
     x = x + _attention(_ln(x, sd, block + "ln_1"), sd, block + "attn", heads, mask)
     h = _linear(act(_linear(_ln(x, sd, block + "ln_2"), sd, block + "mlp.c_fc")), sd, block + "mlp.c_proj")
     adapter = block + "mmadapter."

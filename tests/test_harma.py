@@ -1,4 +1,4 @@
-"""HarMA's modules, counts and attachment (method spec sections 1-4)."""
+"""HarMA's modules, counts and attachment (docs/methods.md, "HarMA, as implemented")."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_vit_b32_trainable_count_matches_the_reference(vit_b32, shared_towers) -
         "text": sum(p.numel() for p in method.adapters["text"]["0"].parameters()),
         "shared": sum(p.numel() for p in method.shared["0"].parameters()),
     }
-    # spec: 263,553 / 197,761 / 33,217 including the adapter's gate, plus one block gate per adapter
+    # docs/methods.md: 263,553 / 197,761 / 33,217 including the adapter's gate, plus one block gate per adapter
     assert per_block == {"image": 263_553 + 1, "text": 197_761 + 1, "shared": 33_217}
     assert len(method.adapters["image"]) == len(method.adapters["text"]) == len(method.shared) == 12
 
@@ -86,8 +86,8 @@ def test_the_adapter_attention_is_applied_twice_with_the_same_weights() -> None:
     assert calls == {name: 2 for name in ("image0", "image1", "text0", "text1")}
 
 
-def test_the_adapter_follows_the_specification_formula() -> None:
-    """Spec sections 1-3 written out with the module's own weights, on a non-zero adapter."""
+def test_the_adapter_follows_the_documented_formula() -> None:
+    """docs/methods.md's formulas written out with the module's own weights, on a non-zero adapter."""
     torch.manual_seed(0)
     adapter, shared = GatedAdapter(12, 8, 2, 0.6), SharedModule(8, 4, 2, 0.6)
     _perturb(adapter)

@@ -1,7 +1,7 @@
 """The losses against values worked out by hand, and against themselves across two processes.
 
 Expected numbers are computed with plain ``math`` from the formulas of
-harma-method.md section 5, never with the torch code under test.
+docs/methods.md ("Losses"), never with the torch code under test.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Retrieval ranks and R@K against a brute-force reference, hand-worked values and a memory bound.
 
-The reference below is written from harma-method.md section 8 and the tie rule alone:
+The reference below is written from the protocol (docs/recipes.md, "Evaluation") and the tie rule alone:
 it builds the whole score matrix with exactly rounded dot products (``math.fsum`` of
 products that are exact in double precision), sorts every query's candidates with
 Python's ``sorted`` by (-score, is_correct), so that wrong candidates come before right

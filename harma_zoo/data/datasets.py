@@ -1,6 +1,6 @@
 """Torch datasets over ``Annotations``.
 
-Captions come out cleaned (method spec, section 6) but not tokenised: the training
+Captions come out cleaned (``harma_zoo.data.text``) but not tokenised: the training
 code tokenises a whole batch with the backbone's ``tokenize``.
 """
 

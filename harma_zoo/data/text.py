@@ -1,4 +1,4 @@
-"""Caption cleaning of the reference protocol (method spec, section 6)."""
+"""Caption cleaning of the reference protocol (docs/recipes.md, "Preprocessing")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image transforms of the reference protocol (method spec, section 6).
+"""Image transforms of the reference protocol (docs/recipes.md, "Preprocessing").
 
 Each backbone family supplies its input size and normalisation; the policy is the
 same for all of them.
@@ -25,7 +25,7 @@ RAND_AUGMENT_OPS = (
 
 
 def rand_augment(num_ops: int = 2, magnitude: int = 7, prob: float = 0.5) -> RandAugment:
-    """RandAugment over the spec's ten ops, each applied with probability ``prob``.
+    """RandAugment over the reference protocol's ten ops, each applied with probability ``prob``.
 
     timm has no identity op; an op whose probability is zero is one, and keeps the
     identity as one of the ten equally likely choices, as in the reference policy.

@@ -1,4 +1,4 @@
-"""Embedding a split and scoring it (method spec section 8), in one process or many."""
+"""Embedding a split and scoring it (the protocol of docs/recipes.md, "Evaluation"), in one process or many."""
 
 from __future__ import annotations
 

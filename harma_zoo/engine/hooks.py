@@ -11,13 +11,11 @@ from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from harma_zoo.data.annotations import Annotations
 from harma_zoo.engine.checkpoint import save_adapter
 from harma_zoo.engine.evaluation import evaluate
-from harma_zoo.engine.report import metrics_table
 
 HISTORY_MARK = "__mmengine_history_buffer__"
 
@@ -142,7 +140,6 @@ class RetrievalValidationHook(Hook):
         if improved:
             self.best = {"mR": metrics["mR"], "epoch": epoch, "metrics": metrics}
         if is_main_process():
-            Console().print(metrics_table({f"val (epoch {epoch})": metrics}))
             work_dir = Path(runner.work_dir)
             extra = {"epoch": epoch, "selected_on": "val"}
             save_adapter(model, work_dir / "last.safetensors", metrics={"val": metrics}, extra=extra, **self.save_info)

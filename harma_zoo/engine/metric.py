@@ -1,4 +1,4 @@
-"""Recall@K for image-text retrieval, the evaluation protocol of harma-method.md, section 8.
+"""Recall@K for image-text retrieval, the reference evaluation protocol (docs/recipes.md, "Evaluation").
 
 Every evaluation image and every caption is embedded (several captions per image, kept
 as separate rows, duplicates included); the score of a pair is the dot product of the

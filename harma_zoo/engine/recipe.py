@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from harma_zoo.plugins import PluginError
 from harma_zoo.registry import READERS, get_class
 
 REQUIRED = ("backbone", "method", "data", "schedule")
+
+logger = logging.getLogger(__name__)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -90,7 +93,9 @@ def load_split(cfg: Config, split: str) -> Annotations:
         annotations = annotations.of_classes(cfg.data[f"{split}_classes"])
     annotations, skipped = check_images(annotations, skip_unreadable=cfg.data.get("skip_unreadable", False))
     if skipped:
-        print(f"{annotation_file}: skipped {len(skipped)} unreadable image(s), e.g. {', '.join(skipped[:3])}")
+        logger.warning(
+            "%s: skipped %d unreadable image(s), e.g. %s", annotation_file, len(skipped), ", ".join(skipped[:3])
+        )
     return annotations
 
 

@@ -23,7 +23,7 @@ from harma_zoo.model import RetrievalModel
 
 
 def parameter_groups(model: RetrievalModel, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups of the spec: weight decay on every trained parameter except biases."""
+    """AdamW groups of the reference schedule: weight decay on every trained parameter except biases."""
     decay, no_decay = [], []
     for name, parameter in model.trainable_parameters():
         (no_decay if name.endswith("bias") else decay).append(parameter)

@@ -1,6 +1,6 @@
 """HarMA: gated MLP-branch adapters in both towers with one shared module per block.
 
-Implements sections 1-4 of the method specification: every selected block's MLP
+Implements the method as docs/methods.md ("HarMA, as implemented") states it: every selected block's MLP
 branch output h becomes ``a * Adapter(h) + (1 - a) * h`` with ``a = sigmoid(g)``;
 the adapter projects to width r, attends, passes through the shared module of its
 block index (in the towers listed in ``shared_towers``), attends again with the
@@ -62,7 +62,7 @@ class SharedModule(nn.Module):
 
 
 class GatedAdapter(nn.Module):
-    """The "MGA" adapter of one block plus that block's gate (spec sections 1 and 2)."""
+    """The "MGA" adapter of one block plus that block's gate (``a`` above, ``g`` in docs/methods.md)."""
 
     def __init__(self, width: int, bottleneck: int, heads: int, gate_init: float) -> None:
         super().__init__()

@@ -3,12 +3,12 @@
 A released HarMA checkpoint is ``torch.save({'model': state_dict, 'config': ...})`` of the
 whole retrieval model: the frozen OpenCLIP ViT-B/32 backbone under ``model.`` plus the
 trained gates, adapters, shared modules and the temperature ``temp`` (651 keys; the layout is
-described in ``harma-reference-keys.md``). ``convert_original`` checks that layout, renames
-the trained tensors to harma-zoo's HarMA modules (``shared_towers=("text",)``, r=128, s=64,
-8 heads, as the released code runs them), loads the checkpoint's own backbone weights so the
-adapter checkpoint's backbone fingerprint is the one of the weights it was trained on, and
-writes an adapter checkpoint with ``save_adapter``. The backbone weights can be written too,
-as a safetensors file that ``OpenCLIPBackbone(arch, pretrained=path)`` loads.
+``reference_key_map`` below, and docs/zoo.md describes it). ``convert_original`` checks that
+layout, renames the trained tensors to harma-zoo's HarMA modules (``shared_towers=("text",)``,
+r=128, s=64, 8 heads, as the released code runs them), loads the checkpoint's own backbone
+weights so the adapter checkpoint's backbone fingerprint is the one of the weights it was
+trained on, and writes an adapter checkpoint with ``save_adapter``. The backbone weights can be
+written too, with the OpenCLIP family's ``save_weights`` (``pretrained=path`` loads them back).
 
 Safe loading. The checkpoint is first read with ``torch.load(weights_only=True)``. Its
 ``config`` entry may hold objects of classes that the weights-only unpickler refuses (a YAML
@@ -37,11 +37,9 @@ from typing import Any, ClassVar
 
 import open_clip
 import torch
-from safetensors.torch import save_file
 from torch import _weights_only_unpickler
 
-from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.engine.checkpoint import atomic_write, save_adapter
+from harma_zoo.engine.checkpoint import save_adapter
 from harma_zoo.model import RetrievalModel, build_backbone, build_loss, build_method
 
 logger = logging.getLogger(__name__)
@@ -366,20 +364,6 @@ def load_reference_tensors(model: RetrievalModel, trained: Mapping[str, torch.Te
             parameter.copy_(tensor)
 
 
-def save_backbone_weights(backbone: DualEncoder, path: str | Path, *, source: str | Path = "") -> Path:
-    """Write the OpenCLIP state dict of ``backbone`` as safetensors, atomically.
-
-    ``OpenCLIPBackbone(arch, pretrained=str(path))`` loads it back to the same fingerprint.
-    """
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: the backbone file must end in .safetensors (that is how OpenCLIP reads it)")
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in backbone.model.state_dict().items()}
-    metadata = {"format": "pt", "arch": getattr(backbone, "arch", ""), "source": str(source)}
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
-    return path
-
-
 def convert_original(
     checkpoint: str | Path,
     output: str | Path,
@@ -420,7 +404,7 @@ def convert_original(
     arch = ARCHITECTURES[bool(quick_gelu)]
     weights, trained = split_reference_state(state, arch=arch, source=checkpoint)
     backbone = build_backbone({"type": "open_clip", "arch": arch})
-    try:
+    try:  # OpenCLIP's own CLIP key names, checked above: none of open_clip.load_checkpoint's conversions applies
         backbone.model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         raise ValueError(f"{checkpoint}: its backbone weights do not fit {arch}: {error}") from error
@@ -429,16 +413,12 @@ def convert_original(
     load_reference_tensors(model, trained, checkpoint)
 
     if backbone_output is not None:
-        save_backbone_weights(backbone, backbone_output, source=checkpoint)
-    backbone_config = {
-        "type": "open_clip",
-        "arch": arch,
-        "pretrained": backbone_pretrained if backbone_pretrained is not None else str(backbone_output),
-    }
+        backbone.save_weights(backbone_output)
+    pretrained = backbone_pretrained if backbone_pretrained is not None else str(backbone_output)
     return save_adapter(
         model,
         output,
-        backbone=backbone_config,
+        backbone={"type": "open_clip", "arch": arch, "pretrained": pretrained},
         method=METHOD,
         loss=LOSS,
         recipe=RECIPE,

@@ -1,4 +1,4 @@
-# The reference training settings (method spec section 7). batch_size is per process:
+# The reference training settings (the HarMA paper's settings; docs/recipes.md). batch_size is per process:
 # on N processes use 428 // N, or accumulate gradients, to keep the global batch of 428.
 schedule = dict(
     epochs=10,
