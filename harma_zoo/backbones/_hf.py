@@ -202,10 +202,11 @@ class HFDualEncoder(DualEncoder):
         """A local folder that does not load is broken; a hub id that does not is not downloadable now."""
         if Path(source).exists():
             return OSError(f"{self.family}: cannot load {what} from {source!r}: {error}")
+        if Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
+            return FileNotFoundError(f"{self.family}: {source} does not exist (a hub id is OWNER/NAME)")
         return WeightsUnavailable(
             f"{self.family}: the {what} of Hugging Face model {source!r} is not in the Hugging Face cache ($HF_HOME) "
-            f"and cannot be downloaded now: {unreachable_reason(error)}; give a hub id once downloaded, a directory "
-            f"written by save_pretrained, or a {WEIGHTS_SUFFIX} file written by save_weights"
+            f"and cannot be downloaded now: {unreachable_reason(error)}"
         )
 
     def _load_model(self, source: str) -> tuple[PreTrainedModel, list[str]]:

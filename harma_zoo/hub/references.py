@@ -153,7 +153,7 @@ def missing_weights(entry: BackboneEntry, reason: str) -> WeightsUnavailable:
             f"run {fetch} and copy its Hugging Face cache ($HF_HOME) here, or set the backbone's {option} "
             "to a local copy of the weights"
         )
-    return WeightsUnavailable(f"zoo backbone {entry.name!r}: {reason}. To provide them: {ways}")
+    return WeightsUnavailable(f"zoo backbone {entry.name!r}: {reason.rstrip('.')}. To provide them: {ways}")
 
 
 def _matching_entry(index: ZooIndex, name: str, config: Mapping[str, Any]) -> BackboneEntry:
