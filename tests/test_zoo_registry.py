@@ -259,7 +259,6 @@ def _set(name: str, key: str, value: Any):
         (_set("siglip-vit-b16", "name", "blip-itm-base-coco"), "'blip-itm-base-coco'", "name", "duplicate"),
         (_set("siglip-vit-b16", "weights.revision", "main"), "'siglip-vit-b16'", "weights.revision", "is unknown"),
         (_set("siglip-vit-b16", "weights.source", None), "'siglip-vit-b16'", "weights.source", "a tag needs a source"),
-        (_set("siglip-vit-b16", "weights.kind", "hub"), "'siglip-vit-b16'", "weights.kind", "loads hub ids"),
         (_set("siglip-vit-b16", "weights", "webli"), "'siglip-vit-b16'", "weights", "must be a mapping, found a str"),
         (_set("siglip-vit-b16", "citation", "  \n"), "'siglip-vit-b16'", "citation", "must not be empty"),
         (_set("siglip-vit-b16", "homepage", 5), "'siglip-vit-b16'", "homepage", "must be a string, found an integer"),
