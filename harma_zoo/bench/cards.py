@@ -65,7 +65,7 @@ def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
     return CheckpointEntry(
         name=result["run"],
         backbone=backbone_name,
-        method=resolved_method(result["method"]["options"]),
+        method=resolved_method(result["method"]["options"], result["method"].get("used")),
         loss=result["loss"],
         recipe=result["config"],
         dataset={"name": data["name"], **{k: data[k] for k in ("reader", "train", "val", "test") if data.get(k)}},
