@@ -213,3 +213,18 @@ def test_the_transfer_preset_runs_each_pairing_recipe_as_it_is(tmp_path: Path) -
     assert len(schedules) == 1  # one schedule but for the learning rate
     with pytest.raises(ValueError, match="runs recipes as they are"):
         plan(None, ["recipe"], ["tiny_vit"], ["synthetic"])
+
+
+def test_a_bench_where_every_run_fails_writes_no_leaderboard_and_names_the_logs(tmp_path: Path, capsys) -> None:
+    recipe = write_recipe(tmp_path, data__synthetic=None, data__root=str(tmp_path / "nowhere"), schedule__epochs=1)
+    recipe = recipe.rename(recipe.with_name("harma_tiny-vit_synth.py"))
+    out = tmp_path / "out"
+    assert main(["bench", "--recipes", str(recipe), "--methods", "frozen", "harma", "--out", str(out)]) == 1
+    shown = " ".join(capsys.readouterr().out.split())
+    assert not list(out.glob("leaderboard.*")) and not (out / "cards").exists()
+    assert "no run under" in shown and "2 of 2 run(s) failed" in shown
+    for run in ("harma_tiny-vit_synth__frozen", "harma_tiny-vit_synth__harma"):
+        log = out / "runs" / run / "error.log"
+        assert f"{run}: {log}" in shown
+        assert "Traceback" in log.read_text() and "nowhere does not exist" in log.read_text()
+

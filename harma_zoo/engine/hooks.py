@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harma_zoo.data.annotations import Annotations
 from harma_zoo.engine.checkpoint import save_adapter
+from harma_zoo.engine.console import print_table
 from harma_zoo.engine.evaluation import evaluate
 from harma_zoo.engine.report import metrics_table
 
@@ -142,9 +143,10 @@ class RetrievalValidationHook(Hook):
         if improved:
             self.best = {"mR": metrics["mR"], "epoch": epoch, "metrics": metrics}
         if is_main_process():
-            Console().print(metrics_table({f"val (epoch {epoch})": metrics}))
+            print_table(Console(), metrics_table({f"val (epoch {epoch})": metrics}))
             work_dir = Path(runner.work_dir)
-            extra = {"epoch": epoch, "selected_on": "val"}
+            # the options as built: what the method sized from the backbone (HarMA's unset bottleneck) is recorded
+            extra = {"epoch": epoch, "selected_on": "val", "method_options": model.method.options_dict()}
             save_adapter(model, work_dir / "last.safetensors", metrics={"val": metrics}, extra=extra, **self.save_info)
             if improved:
                 save_adapter(
