@@ -228,3 +228,35 @@ def test_a_bench_where_every_run_fails_writes_no_leaderboard_and_names_the_logs(
         assert f"{run}: {log}" in shown
         assert "Traceback" in log.read_text() and "nowhere does not exist" in log.read_text()
 
+
+def _rows(*methods: str) -> list[dict]:
+    """Leaderboard rows of one run per method, all on the same dataset, scored alike."""
+    return [
+        {"method": method, "trainable_params": 37_995 if method.startswith("harma") else 10**index,
+         "val_mR": 3.5 + 0.01 * index, "dataset": "rsicd"}
+        for index, method in enumerate(methods)
+    ]  # fmt: skip
+
+
+def test_the_plot_keeps_a_colour_per_method_and_everything_inside_the_figure() -> None:
+    from matplotlib.colors import to_hex
+
+    from harma_zoo.bench.leaderboard import figure
+
+    def colours(chart) -> dict[str, str]:
+        axes = chart.axes[0]
+        return {c.get_label(): to_hex(c.get_edgecolor()[0]) for c in axes.collections}
+
+    alone = figure(_rows("harma", "full"))
+    many = figure(_rows("adapter", "frozen", "full", "harma", "harma-paper", "lora", "mine"))
+    assert colours(alone)["harma"] == colours(many)["harma"] and colours(alone)["full"] == colours(many)["full"]
+    assert len(set(colours(many).values())) == 7  # one colour each, an unknown name included
+    axes = many.axes[0]
+    assert axes.get_title() == "rsicd, validation split: mR against trainable parameters"
+    assert not axes.texts  # methods are named in the legend, not by labels that overlap beside the points
+    renderer = many.canvas.get_renderer()
+    many.draw(renderer)
+    inside = many.bbox
+    for artist in [axes.title, axes.xaxis.label, axes.yaxis.label, axes.get_legend()]:
+        box = artist.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, artist
