@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench cards clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ transfer: $(STAMP)
 # `make bench BENCH_ARGS=--quick` for a fast check (`--threads N`, `--compile`: see benchmarks/run.py --help).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --out results/bench.json $(BENCH_ARGS)
+
+# Every model card in model_cards/ rendered again from the registry (after a change to the renderer).
+cards: $(STAMP)
+	$(PY) -m harma_zoo.zoo.cards
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -79,6 +79,10 @@ def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) ->
     card = card_metadata((out / "cards" / "harma_tiny-vit_synth__harma.md").read_text())  # by zoo.cards
     assert card["library_name"] == "harma-zoo" and card["model-index"][0]["name"] == "harma_tiny-vit_synth__harma"
     assert {result["dataset"]["split"] for result in card["model-index"][0]["results"]} == {"val", "test"}
+    text = (out / "cards" / "harma_tiny-vit_synth__harma.md").read_text()
+    use = text[text.index("## Use") : text.index("## Citation")]  # a local run: used by its paths, not fetched
+    assert "harma-zoo fetch" not in use.replace("`harma-zoo fetch` and", "") and "not a published zoo entry" in use
+    assert "harma-zoo eval runs/harma_tiny-vit_synth__harma/harma_tiny-vit_synth__harma.py --checkpoint" in use
 
 
 def test_result_json_records_the_run(matrix: dict) -> None:
