@@ -198,7 +198,10 @@ class HFDualEncoder(DualEncoder):
         except OSError as error:
             raise OSError(f"{self.family}: cannot load a tokenizer from {source!r} ({error})") from error
         except ImportError as error:  # e.g. a SentencePiece tokenizer without the sentencepiece package
-            raise ImportError(f"{self.family}: the tokenizer of {source!r} needs a missing package: {error}") from error
+            raise ImportError(
+                f"{self.family}: the tokenizer of {source!r} needs a missing package: {error} "
+                "(SentencePiece tokenizers, SigLIP's: pip install 'harma-zoo[siglip]')"
+            ) from error
 
     def _load_image_processor(self, source: str):
         """The source's image processor, or None where it has none (size and normalisation then default)."""

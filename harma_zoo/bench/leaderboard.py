@@ -177,13 +177,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """Write the four leaderboard files into ``out``; returns them by format."""
+    """Write the four leaderboard files into ``out``; returns them by format.
+
+    The plot needs matplotlib (the ``plot`` extra); without it the PNG is left out, the tables are not.
+    """
     out = Path(out)
     paths = {name.rsplit(".", 1)[1]: out / name for name in FILES}
     for kind, render in (("md", markdown), ("csv", csv_text), ("json", json_text)):
         text = render(rows)
         atomic_write(paths[kind], lambda temporary, text=text: temporary.write_text(text))
-    plot(rows, paths["png"])
+    try:
+        plot(rows, paths["png"])
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "matplotlib":
+            raise
+        del paths["png"]
     return paths
 
 

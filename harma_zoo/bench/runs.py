@@ -201,6 +201,8 @@ def run_bench(
         print_table(console, rich_table(rows))
         written = ", ".join(str(path) for path in paths.values())
         console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}", highlight=False)
+        if "png" not in paths:
+            console.print("no plot: matplotlib is not installed (pip install 'harma-zoo[plot]')", markup=False)
     else:
         console.print(f"no run under {runs_dir} has finished: no leaderboard written", highlight=False)
     if skipped:
