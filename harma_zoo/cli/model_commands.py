@@ -10,12 +10,12 @@ from typing import Any
 from rich.console import Console
 
 from harma_zoo.cli.options import add_cfg_options, add_model_arguments, backbone_from_spec
-from harma_zoo.engine.console import print_table
 
 
 def _params(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
+    from harma_zoo.engine.console import print_table
     from harma_zoo.model import build_model
     from harma_zoo.params import parameter_summary
 
@@ -42,6 +42,7 @@ def _params(args: argparse.Namespace, console: Console) -> int:
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.engine.recipe import load_recipe
     from harma_zoo.engine.report import metrics_table
     from harma_zoo.engine.train import train
@@ -59,6 +60,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _eval(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.engine.evaluation import evaluate_recipe
     from harma_zoo.engine.recipe import load_recipe
     from harma_zoo.engine.report import metrics_table

@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from harma_zoo.cli.options import REGISTRY_HELP
-from harma_zoo.engine.console import print_table
 
 ZOO_LISTS = ("backbones", "checkpoints", "recipes")
 
@@ -73,6 +72,7 @@ def _zoo_table(what: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def _zoo_list(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.hub.index import load_index
     from harma_zoo.zoo.catalog import Filters
 
