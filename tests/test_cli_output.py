@@ -119,3 +119,18 @@ def test_a_random_open_clip_build_does_not_warn_that_it_is_random(caplog) -> Non
         build_backbone({"type": "open_clip", "arch": "harma-tiny-vit"})
     assert "No pretrained weights" not in caplog.text
     assert logging.getLogger().filters == []  # the filter is gone again
+
+
+def test_eval_draws_a_progress_bar_in_a_terminal(env_recipe, monkeypatch) -> None:
+    import io
+
+    import rich
+    from rich.console import Console
+
+    recipe, env = env_recipe
+    monkeypatch.setenv("HARMA_ZOO_DATA", env["HARMA_ZOO_DATA"])
+    screen = io.StringIO()  # rich's global console, as in a terminal
+    monkeypatch.setattr(rich, "_console", Console(file=screen, force_terminal=True, width=100))
+    assert main(["eval", str(recipe), "--limit", "3"]) == 0
+    drawn = screen.getvalue()
+    assert "embedding images" in drawn and "3/3" in drawn and "embedding captions" in drawn and "15/15" in drawn

@@ -70,7 +70,7 @@ def _eval(args: argparse.Namespace, console: Console) -> int:
     cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
     if args.limit is not None:
         cfg.merge_from_dict({"data.limit": args.limit})
-    done = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=not args.json)
+    done = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
     result = {
         "recipe": cfg.name,
         "checkpoint": args.checkpoint,

@@ -66,14 +66,14 @@ def embed_split(
             embeddings = model.encode_image(batch["pixels"].to(device)).float().cpu()
             image_rows.extend(zip(batch["index"].tolist(), embeddings, strict=True))
             bar.advance(task, len(embeddings))
-        task = bar.add_task("embedding captions", total=len(caption_starts))
+        task = bar.add_task("embedding captions", total=sum(len(captions[s : s + batch_size]) for s in caption_starts))
         caption_rows: list[tuple[int, torch.Tensor]] = []
         for start in caption_starts:
             chunk = captions[start : start + batch_size]
             tokens = {k: v.to(device) for k, v in model.backbone.tokenize(chunk).items()}
             embeddings = model.encode_text(tokens).float().cpu()
             caption_rows.extend(zip(range(start, start + len(chunk)), embeddings, strict=True))
-            bar.advance(task)
+            bar.advance(task, len(chunk))
     model.train(was_training)
     return _gathered_rows(image_rows, len(images)), _gathered_rows(caption_rows, len(captions))
 
