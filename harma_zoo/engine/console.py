@@ -1,13 +1,11 @@
 """What reaches the console: how much of mmengine's logging, on which stream, and tables whole in a pipe.
 
-Nothing here imports torch, so the CLI's light commands (``list``) use it at no cost.
-
 mmengine writes its environment, the whole config, every hook and every logged iteration at INFO,
 about 300 lines a run, plus deprecation warnings about its own internals, all on stdout. harma-zoo
 shows its own progress bar and tables instead, so by default the console gets mmengine's errors
 only; ``set_verbose(True)`` (the CLI's ``--verbose``) shows everything. The log file mmengine
 keeps in a run's work dir always has every INFO line. Console lines go to stderr, as Python's
-logging does, so they never mix into a command's output (``--json``).
+logging does, so they never mix into a command's output (``--json``). Nothing here imports torch.
 """
 
 from __future__ import annotations
