@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
+# torch and torchvision exactly as tested (constraints.txt); the package itself declares ranges
+PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
+EXTRAS := test,plot,parquet,siglip
 
-.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench cards docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e '.[$(EXTRAS),docs]'
+	touch $(DOCS_STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check harma_zoo tests benchmarks
@@ -54,5 +62,14 @@ transfer: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --out results/bench.json $(BENCH_ARGS)
 
+# Every model card in model_cards/ rendered again from the registry (after a change to the renderer).
+cards: $(STAMP)
+	$(PY) -m harma_zoo.zoo.cards
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or a page missing from the
+# nav fails the build (CI runs it).
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

@@ -5,6 +5,7 @@
 2. Encoding throughput with ``harma`` attached against the bare backbone.
 3. Evaluation at RSITMD / RSICD / NWPU-Captions sizes: ``retrieval_metrics`` against a brute-force
    full-matrix argsort.
+4. Start-up of the command line: wall time of ``harma-zoo --help`` and ``--version`` (target: under a second).
 
 Every measurement runs in its own subprocess (``python -m benchmarks.<module>``) so that peak RSS
 (``ru_maxrss``) is that measurement's alone. ``--quick`` shrinks everything for a fast check.
@@ -16,6 +17,8 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -228,6 +231,42 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
     return {"results": rows}
 
 
+def _console_script() -> list[str]:
+    """The ``harma-zoo`` entry point installed beside this interpreter, else ``python -m harma_zoo.cli``."""
+    script = Path(sys.executable).with_name("harma-zoo")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "harma_zoo.cli"]
+
+
+def bench_cli(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """Wall time of ``harma-zoo --help`` / ``--version``, each a fresh process (what a user waits for)."""
+    command = _console_script()
+    repeats = 3 if args.quick else 10
+    rows = {}
+    for flag in ("--help", "--version"):
+        console.log(f"command line: harma-zoo {flag}")
+        subprocess.run([*command, flag], capture_output=True, check=True)  # warm the file cache
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([*command, flag], capture_output=True, check=True)
+            seconds.append(time.perf_counter() - started)
+        rows[flag] = {"median_s": statistics.median(seconds), "max_s": max(seconds), "runs": repeats}
+    probe = (
+        "import sys; from harma_zoo.cli import build_parser; build_parser().format_help(); "
+        "print('torch' in sys.modules)"
+    )
+    imports_torch = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    table = Table(title=f"Command-line start-up, a fresh process each (median of {repeats}, after one untimed run)")
+    for column in ("command", "median s", "max s", "under 1 s"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    for flag, row in rows.items():
+        table.add_row(f"harma-zoo {flag}", f"{row['median_s']:.2f}", f"{row['max_s']:.2f}",
+                      "yes" if row["median_s"] < 1.0 else "[red]no[/red]")  # fmt: skip
+    console.print(table)
+    console.print(f"building the parser imports torch: {imports_torch.stdout.strip()}")
+    return {"command": command, "results": rows, "parser_imports_torch": imports_torch.stdout.strip() == "True"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON file to write")
@@ -239,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the workers (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time the harma step under torch.compile")
     parser.add_argument(
-        "--only", choices=("train", "encoding", "evaluation"), action="append", help="run only these parts (repeatable)"
+        "--only",
+        choices=("train", "encoding", "evaluation", "cli"),
+        action="append",
+        help="run only these parts (repeatable)",
     )
     args = parser.parse_args(argv)
     args.batch = args.batch or (8 if args.quick else 32)
@@ -248,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.fallback_dim = min(args.fallback_dim, 64)
         args.eval_timeout = min(args.eval_timeout, 60.0)
-    parts = args.only or ["train", "encoding", "evaluation"]
+    parts = args.only or ["train", "encoding", "evaluation", "cli"]
 
     console = Console(width=130)
     torch.set_flush_denormal(True)
@@ -275,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         report["encoding"] = bench_encoding(args, console)
     if "evaluation" in parts:
         report["evaluation"] = bench_evaluation(args, console)
+    if "cli" in parts:
+        report["cli_startup"] = bench_cli(args, console)
     report["wall_s"] = time.perf_counter() - started
     report["environment"]["load_average_at_end"] = os.getloadavg()
     atomic_write(args.out, lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))

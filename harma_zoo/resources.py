@@ -7,6 +7,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 
 
+def checkout_root() -> Path | None:
+    """The project's root in a checkout (the folder holding harma_zoo/ and recipes/); None in an installed wheel."""
+    root = PACKAGE.parent
+    return root if (root / "recipes").is_dir() and (root / "pyproject.toml").is_file() else None
+
+
 def project_folder(name: str) -> Path:
     """``name`` beside the package in a checkout, or inside it in an installed wheel."""
     for candidate in (PACKAGE.parent / name, PACKAGE / "_data" / name):

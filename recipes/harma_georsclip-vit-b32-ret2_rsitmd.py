@@ -5,4 +5,5 @@ _base_ = [
     "_base_/datasets/rsitmd.py",
     "_base_/schedules/reference.py",
 ]
+method = dict(bottleneck=128, shared_width=64, heads=8)  # the paper's sizes, stated (the width rule gives them too)
 schedule = dict(lr=4e-6, epochs=80)

@@ -79,6 +79,10 @@ def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) ->
     card = card_metadata((out / "cards" / "harma_tiny-vit_synth__harma.md").read_text())  # by zoo.cards
     assert card["library_name"] == "harma-zoo" and card["model-index"][0]["name"] == "harma_tiny-vit_synth__harma"
     assert {result["dataset"]["split"] for result in card["model-index"][0]["results"]} == {"val", "test"}
+    text = (out / "cards" / "harma_tiny-vit_synth__harma.md").read_text()
+    use = text[text.index("## Use") : text.index("## Citation")]  # a local run: used by its paths, not fetched
+    assert "harma-zoo fetch" not in use.replace("`harma-zoo fetch` and", "") and "not a published zoo entry" in use
+    assert "harma-zoo eval runs/harma_tiny-vit_synth__harma/harma_tiny-vit_synth__harma.py --checkpoint" in use
 
 
 def test_result_json_records_the_run(matrix: dict) -> None:
@@ -163,7 +167,7 @@ def test_methods_replace_the_recipe_method_and_keep_its_own_options_of_the_same_
     runs = {run.method: run for run in plan([str(recipe)], ["frozen", "harma_paper", "lora"])}
     assert runs["frozen"].cfg.method.to_dict() == {"type": "frozen"} and runs["frozen"].cfg.loss.type == "harma"
     paper = runs["harma_paper"].cfg.method  # the recipe's own bottleneck stays, the piece's towers come in
-    assert paper.bottleneck == 32 and paper.heads == 4 and paper.shared_width == 64
+    assert paper.bottleneck == 32 and paper.heads == 4 and "shared_width" not in paper  # unset: scaled to the width
     assert tuple(paper.shared_towers) == ("image", "text")
     assert runs["lora"].cfg.method.to_dict() == {"type": "lora", "rank": 8, "alpha": 16}
     assert runs["lora"].run_id == "harma_tiny-vit_rsicd__lora" == runs["lora"].cfg.name
@@ -176,7 +180,8 @@ def test_methods_replace_the_recipe_method_and_keep_its_own_options_of_the_same_
 
     pieces = plan(None, ["harma"], ["tiny_vit"], ["synthetic", "rsitmd"], "cpu_small", {"schedule.epochs": 1})
     assert [run.run_id for run in pieces] == ["tiny_vit__synthetic__harma", "tiny_vit__rsitmd__harma"]
-    assert all(run.cfg.schedule.epochs == 1 and run.cfg.method.bottleneck == 128 for run in pieces)
+    # the piece leaves HarMA's sizes to the method, which scales them to the 64-wide tiny ViT (not r=128)
+    assert all(run.cfg.schedule.epochs == 1 and "bottleneck" not in run.cfg.method for run in pieces)
     with pytest.raises(ValueError, match="go together"):
         plan(None, ["harma"], ["tiny_vit"], None)
     with pytest.raises(FileNotFoundError, match="no methods piece 'nope'"):
@@ -212,3 +217,50 @@ def test_the_transfer_preset_runs_each_pairing_recipe_as_it_is(tmp_path: Path) -
     assert len(schedules) == 1  # one schedule but for the learning rate
     with pytest.raises(ValueError, match="runs recipes as they are"):
         plan(None, ["recipe"], ["tiny_vit"], ["synthetic"])
+
+
+def test_a_bench_where_every_run_fails_writes_no_leaderboard_and_names_the_logs(tmp_path: Path, capsys) -> None:
+    recipe = write_recipe(tmp_path, data__synthetic=None, data__root=str(tmp_path / "nowhere"), schedule__epochs=1)
+    recipe = recipe.rename(recipe.with_name("harma_tiny-vit_synth.py"))
+    out = tmp_path / "out"
+    assert main(["bench", "--recipes", str(recipe), "--methods", "frozen", "harma", "--out", str(out)]) == 1
+    shown = " ".join(capsys.readouterr().out.split())
+    assert not list(out.glob("leaderboard.*")) and not (out / "cards").exists()
+    assert "no run under" in shown and "2 of 2 run(s) failed" in shown
+    for run in ("harma_tiny-vit_synth__frozen", "harma_tiny-vit_synth__harma"):
+        log = out / "runs" / run / "error.log"
+        assert f"{run}: {log}" in shown
+        assert "Traceback" in log.read_text() and "nowhere does not exist" in log.read_text()
+
+
+def _rows(*methods: str) -> list[dict]:
+    """Leaderboard rows of one run per method, all on the same dataset, scored alike."""
+    return [
+        {"method": method, "trainable_params": 37_995 if method.startswith("harma") else 10**index,
+         "val_mR": 3.5 + 0.01 * index, "dataset": "rsicd"}
+        for index, method in enumerate(methods)
+    ]  # fmt: skip
+
+
+def test_the_plot_keeps_a_colour_per_method_and_everything_inside_the_figure() -> None:
+    from matplotlib.colors import to_hex
+
+    from harma_zoo.bench.leaderboard import figure
+
+    def colours(chart) -> dict[str, str]:
+        axes = chart.axes[0]
+        return {c.get_label(): to_hex(c.get_edgecolor()[0]) for c in axes.collections}
+
+    alone = figure(_rows("harma", "full"))
+    many = figure(_rows("adapter", "frozen", "full", "harma", "harma-paper", "lora", "mine"))
+    assert colours(alone)["harma"] == colours(many)["harma"] and colours(alone)["full"] == colours(many)["full"]
+    assert len(set(colours(many).values())) == 7  # one colour each, an unknown name included
+    axes = many.axes[0]
+    assert axes.get_title() == "rsicd, validation split: mR against trainable parameters"
+    assert not axes.texts  # methods are named in the legend, not by labels that overlap beside the points
+    renderer = many.canvas.get_renderer()
+    many.draw(renderer)
+    inside = many.bbox
+    for artist in [axes.title, axes.xaxis.label, axes.yaxis.label, axes.get_legend()]:
+        box = artist.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, artist

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harma_zoo.cli import main
 
 
@@ -17,9 +19,14 @@ def test_params_json_counts_match_the_model(capsys) -> None:
     assert report["total"] == sum(row["total"] for row in report["rows"])
     assert rows[("image", "backbone")]["trainable"] == rows[("text", "backbone")]["trainable"] == 0
     assert rows[("other", "temperature")] == {"tower": "other", "kind": "temperature", "total": 1, "trainable": 1}
-    # tiny ViT: 2 blocks per tower at width 64, r=128, s=64: adapters 2 x (2 x 64 x 128 + 64 + 128 + 66,048 + 1)
-    assert rows[("image", "adapter")]["trainable"] == 2 * (2 * 64 * 128 + 64 + 128 + 66_048 + 1)
-    assert rows[("shared", "shared module")]["trainable"] == 2 * 33_217
+    # tiny ViT: 2 blocks per tower at width 64, so r=16, s=8, 1 head (scaled to the width, not the paper's 128):
+    # per block, down + up 2 x 64 x 16 + 64 + 16, attention 4 x 16 x 16 + 4 x 16, two gates
+    assert report["method_options"] | {"shared_towers": None} == {
+        "bottleneck": 16, "shared_width": 8, "heads": 1, "blocks": None, "gate_init": 0.6, "shared_towers": None
+    }
+    assert rows[("image", "adapter")]["trainable"] == 2 * (2 * 64 * 16 + 64 + 16 + 4 * 16 * 16 + 4 * 16 + 1)
+    # per block: l1 16 x 8 + 8, attention 4 x 8 x 8 + 4 x 8, gate, l2 8 x 16 + 16
+    assert rows[("shared", "shared module")]["trainable"] == 2 * (16 * 8 + 8 + 4 * 8 * 8 + 4 * 8 + 1 + 8 * 16 + 16)
     assert report["method_options"]["shared_towers"] == ["text"]
 
 
@@ -29,6 +36,14 @@ def test_method_options_from_the_command_line(capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["method_options"]["bottleneck"] == 16
     assert report["method_options"]["shared_towers"] == ["image", "text"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [("text", ["text"]), ("image", ["image"])])
+def test_a_single_tower_name_is_one_tower_not_its_letters(capsys, given: str, expected: list[str]) -> None:
+    argv = ["params", "--method", "harma", "--method-cfg", f"shared_towers={given}", "blocks=-1", "--json"]
+    assert main(argv) == 0
+    options = json.loads(capsys.readouterr().out)["method_options"]
+    assert options["shared_towers"] == expected and options["blocks"] == [-1]
 
 
 def test_full_trains_every_tower_parameter_and_frozen_nothing(capsys) -> None:

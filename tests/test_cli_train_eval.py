@@ -12,6 +12,9 @@ from PIL import Image
 
 from harma_zoo.cli import main
 from harma_zoo.engine.checkpoint import read_metadata
+from harma_zoo.engine.evaluation import evaluate_recipe
+from harma_zoo.engine.recipe import data_root, load_recipe, load_split
+from harma_zoo.resources import recipe_path
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +126,36 @@ def test_a_recipe_that_does_not_exist_lists_the_known_ones(capsys) -> None:
     assert main(["train", "harma_nowhere"]) == 2
     message = capsys.readouterr().out
     assert "no recipe 'harma_nowhere'" in message and "full_tiny-vit_rsicd" in message
+
+
+def test_the_default_data_root_is_found_from_any_directory(shared_data, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HARMA_ZOO_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # ../shared/data is not beside this folder; it is beside the checkout
+    cfg = load_recipe(recipe_path("harma_tiny-vit-rsicd-source_rsicd"), {"data.limit": 3})
+    assert cfg.data.root == "../shared/data/rsicd"
+    assert data_root(cfg).resolve() == (shared_data / "rsicd").resolve()
+    val = load_split(cfg, "val")
+    assert val.num_images == 3 and val.num_captions == 15
+
+
+def test_a_data_root_found_nowhere_names_the_variable(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HARMA_ZOO_DATA", str(tmp_path / "nowhere"))
+    assert main(["eval", "harma_tiny-vit_rsicd", "--limit", "2"]) == 2
+    message = " ".join(capsys.readouterr().out.split())
+    assert f"{tmp_path / 'nowhere' / 'rsicd'} does not exist" in message and "set HARMA_ZOO_DATA" in message
+
+
+@pytest.mark.parametrize("limit", [0, -2, "ten", True])
+def test_data_limit_must_be_a_positive_number_of_images(trained, limit) -> None:
+    recipe, _ = trained
+    with pytest.raises(ValueError, match="data.limit must be a positive number of images"):
+        load_split(load_recipe(recipe, {"data.limit": limit}), "val")
+
+
+@pytest.mark.needs_gpu
+def test_eval_runs_on_the_gpu_when_asked(trained) -> None:
+    recipe, run = trained
+    done = evaluate_recipe(load_recipe(recipe), run / "best.safetensors", device="cuda")
+    assert done.device.startswith("cuda") and done.metrics["mR"] == pytest.approx(
+        read_metadata(run / "best.safetensors")["metrics"]["val"]["mR"], abs=0.5
+    )

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from harma_zoo.methods.harma import GatedAdapter, SharedModule
+from harma_zoo.methods.harma import GatedAdapter, SharedModule, sizes_for_width
 from harma_zoo.model import build_backbone, build_method
 
 TINY = {"type": "open_clip", "arch": "harma-tiny-vit"}
@@ -46,6 +46,28 @@ def test_vit_b32_trainable_count_matches_the_reference(vit_b32, shared_towers) -
     # docs/methods.md: 263,553 / 197,761 / 33,217 including the adapter's gate, plus one block gate per adapter
     assert per_block == {"image": 263_553 + 1, "text": 197_761 + 1, "shared": 33_217}
     assert len(method.adapters["image"]) == len(method.adapters["text"]) == len(method.shared) == 12
+
+
+@pytest.mark.parametrize(
+    ("width", "sizes"),
+    [(768, (128, 64, 8)), (1024, (128, 64, 8)), (512, (128, 64, 8)), (128, (32, 16, 2)), (64, (16, 8, 1)),
+     (200, (50, 25, 1))],
+)
+def test_unset_sizes_scale_with_the_tower_width(width: int, sizes: tuple[int, int, int]) -> None:
+    assert sizes_for_width(width) == sizes
+    r, s, heads = sizes
+    assert r <= width and r % heads == 0 and s % heads == 0
+
+
+def test_the_tiny_vit_gets_scaled_sizes_and_given_sizes_are_kept() -> None:
+    backbone = build_backbone(TINY)  # towers 64 wide
+    scaled = build_method({"type": "harma"}, backbone)
+    assert (scaled.options.bottleneck, scaled.options.shared_width, scaled.options.heads) == (16, 8, 1)
+    assert scaled.adapters["image"]["0"].down.out_features == 16 and scaled.shared["0"].l1.out_features == 8
+    given = build_method({"type": "harma", "bottleneck": 32}, backbone)  # heads follow what divides r and s
+    assert (given.options.bottleneck, given.options.shared_width, given.options.heads) == (32, 8, 1)
+    with pytest.warns(UserWarning, match="bottleneck 128 is wider than the 64-wide tower"):
+        build_method({"type": "harma", "bottleneck": 128, "shared_width": 64, "heads": 8}, backbone)
 
 
 @pytest.mark.parametrize("shared_towers", [("text",), ("image", "text")])

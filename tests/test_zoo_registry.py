@@ -3,7 +3,11 @@ backbone matching, generated model cards, and the build step that ships the data
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import pytest
 import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from mmengine.config import Config
+from PIL import Image
 
 from harma_zoo import resources
 from harma_zoo.cli import main
@@ -456,6 +461,7 @@ def test_a_card_has_hugging_face_front_matter_with_the_metrics(shipped) -> None:
     assert {r.task_type for r in results} == {"image-text-retrieval"} and results[0].dataset_type == "rsicd"
     assert "in both towers" in text and "`shared_towers: [image, text]`" in text
     assert "harma-zoo fetch tiny-harma" in text and "harma-zoo fetch georsclip-vit-b32-ret2" in text
+    assert 'harma_zoo.load_pretrained("tiny-harma")' in text
     assert "harma-zoo eval harma_small-vit_synthetic --checkpoint" in text
     assert "2404.18253" in text and "Zhang, Zilun" in text  # HarMA and the backbone are cited
     assert "| val (selection) | 10.00 | 8.00 | 30.50 |" in text
@@ -470,6 +476,26 @@ def test_base_model_only_for_hub_weights(shipped) -> None:
     assert "text tower only" in render_card(entry, shipped.backbone("harma-tiny-vit"))
     with pytest.raises(ValueError, match="is for backbone 'harma-tiny-vit'"):
         render_card(entry, shipped.backbone("siglip-vit-b16"))
+
+
+def test_the_shipped_cards_are_what_the_renderer_makes_of_the_registry(shipped) -> None:
+    assert shipped.checkpoints  # the zoo publishes checkpoints, each with its card
+    for entry in shipped.checkpoints.values():
+        expected = render_card(entry, shipped.backbone(entry.backbone))
+        assert (PROJECT / entry.card).read_text(encoding="utf-8") == expected, f"{entry.card} is stale: `make cards`"
+    cards = {path.name for path in (PROJECT / "model_cards").glob("*.md")} - {"README.md"}
+    assert cards == {Path(entry.card).name for entry in shipped.checkpoints.values()}  # no orphan card
+
+
+def test_a_card_s_python_example_loads_its_checkpoint_by_name(shipped, tmp_path) -> None:
+    entry = shipped.checkpoint("harma_tiny-vit-rsicd-source_rsicd")
+    (code,) = re.findall(r"^```python\n(.*?)^```$", render_card(entry, shipped.backbone(entry.backbone)), re.M | re.S)
+    Image.new("RGB", (96, 80), (120, 140, 90)).save(tmp_path / "scene.jpg")  # the user's image in the example
+    env = {**os.environ, "HARMA_ZOO_HOME": str(tmp_path / "home")}
+    env.pop("HARMA_ZOO_REGISTRY", None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tensor" in done.stdout  # the 2 x 1 similarities
 
 
 # --- packaging -----------------------------------------------------------------------------------

@@ -259,7 +259,10 @@ class HFDualEncoder(DualEncoder):
         except OSError as error:
             raise self._hub_error("tokenizer", source, error) from None
         except ImportError as error:  # e.g. a SentencePiece tokenizer without the sentencepiece package
-            raise ImportError(f"{self.family}: the tokenizer of {source!r} needs a missing package: {error}") from error
+            raise ImportError(
+                f"{self.family}: the tokenizer of {source!r} needs a missing package: {error} "
+                "(SentencePiece tokenizers, SigLIP's: pip install 'harma-zoo[siglip]')"
+            ) from error
 
     def _byte_tokenizer(self) -> PreTrainedTokenizerFast:
         """The byte-level tokenizer of a model built here; its model_max_length is set once the model's is known."""

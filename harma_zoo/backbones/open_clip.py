@@ -9,8 +9,10 @@ architecture. GeoRSCLIP and RemoteCLIP release plain OpenCLIP state dicts for th
 
 from __future__ import annotations
 
+import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,22 @@ def _looks_like_file(source: str) -> bool:
     return source.endswith(CHECKPOINT_SUFFIXES) or "/" in source or Path(source).exists()
 
 
+@contextmanager
+def _random_build_expected() -> Iterator[None]:
+    """Drops open_clip's root-logger warning that no pretrained weights were loaded: with ``pretrained``
+    unset, random weights are what was asked for (every tiny test and demo model), not news."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def create_open_clip_model(arch: str, pretrained: str | None, cache_dir: str | None) -> nn.Module:
     """Build ``arch`` and load ``pretrained`` (tag or file), with errors that name the source."""
     if arch not in open_clip.list_models() and not arch.startswith(("hf-hub:", "local-dir:")):
@@ -57,8 +75,10 @@ def create_open_clip_model(arch: str, pretrained: str | None, cache_dir: str | N
     if pretrained and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise KeyError(f"unknown pretrained tag {pretrained!r} for {arch!r}; known tags: {tags}")
-    if pretrained:
-        _download_tag(arch, pretrained, cache_dir)
+    if not pretrained:
+        with _random_build_expected():
+            return open_clip.create_model(arch, pretrained=None, cache_dir=cache_dir, weights_only=True)
+    _download_tag(arch, pretrained, cache_dir)
     return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, weights_only=True)
 
 

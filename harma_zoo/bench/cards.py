@@ -5,8 +5,8 @@ checkpoint with URLs, sha256 and a registered backbone). A bench run is none of 
 so this module builds the two entries from the run: the backbone entry is the registry's
 when ``registry/backbones.yaml`` has one that matches the run's backbone config, else a
 stand-in (licence and citation ``unknown``); the checkpoint entry points at the run's
-local ``best.safetensors``. A short "bench run" section is appended that says how to
-evaluate or publish the run.
+local ``best.safetensors``. Its "Use" section says how to evaluate, load or publish the
+run, which ``harma-zoo fetch`` does not know.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
     return CheckpointEntry(
         name=result["run"],
         backbone=backbone_name,
-        method=resolved_method(result["method"]["options"]),
+        method=resolved_method(result["method"]["options"], result["method"].get("used")),
         loss=result["loss"],
         recipe=result["config"],
         dataset={"name": data["name"], **{k: data[k] for k in ("reader", "train", "val", "test") if data.get(k)}},
@@ -91,26 +91,23 @@ def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
     )
 
 
-def bench_section(result: dict[str, Any]) -> str:
+def bench_use(result: dict[str, Any]) -> str:
+    """The card's "Use" section: the run is local, not in the zoo, so it is used by its paths."""
     run, config, checkpoint = result["run"], result["config"], result["checkpoint"]
     return (
-        "## Bench run\n\n"
-        f"This card describes run `{run}` of `harma-zoo bench`, not (yet) a published zoo entry: its paths are "
-        "relative to the bench output folder, and `harma-zoo fetch` does not know it. Evaluate it with\n\n"
+        f"This card describes run `{run}` of `harma-zoo bench`, not a published zoo entry: `harma-zoo fetch` "
+        f"and `harma_zoo.load_pretrained({run!r})` do not know it. Its paths are relative to the bench output "
+        "folder. Evaluate it with\n\n"
         f"```bash\nharma-zoo eval {config} --checkpoint {checkpoint} --split val\n```\n\n"
-        f"or add it to the zoo with `harma-zoo publish runs/{run}`. The run took {result['wall_time_s']:.0f} s, "
-        f"seed {result['seed']}.\n"
+        f'load it in Python with `harma_zoo.load_pretrained("{checkpoint}")`, or add it to the zoo with '
+        f"`harma-zoo publish runs/{run}`. The run took {result['wall_time_s']:.0f} s, seed {result['seed']}."
     )
 
 
 def render_bench_card(result: dict[str, Any], out: Path) -> str:
-    """The run's card through ``harma_zoo.zoo.cards.render_card``, with the bench section appended."""
+    """The run's card through ``harma_zoo.zoo.cards.render_card``, its "Use" section saying how to use the run."""
     backbone = backbone_entry(result)
-    return (
-        render_card(checkpoint_entry(result, out, backbone.name), backbone).rstrip("\n")
-        + "\n\n"
-        + bench_section(result)
-    )
+    return render_card(checkpoint_entry(result, out, backbone.name), backbone, use=bench_use(result))
 
 
 def write_bench_card(result: dict[str, Any], out: Path) -> Path:

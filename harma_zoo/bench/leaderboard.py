@@ -2,12 +2,14 @@
 
 Every file is written atomically, so a reader never sees half of one. The rows come
 from the runs' ``result.json`` files; the plot puts validation mR against the number
-of trainable parameters on a log axis (a run that trains nothing sits at x = 1).
+of trainable parameters on a log axis (a run that trains nothing sits at x = 1), each method in its
+own colour in every plot.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable
@@ -108,41 +110,88 @@ def json_text(rows: list[dict[str, Any]]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Validation mR against trainable parameters (log x), one marker per run, labelled by method."""
+# One colour and marker per method, the same in every plot; other names get a fixed one from the rest.
+# The HarMA variants often score alike with the same parameter count: the paper's is a hollow diamond
+# around the released one's square, so neither hides the other.
+METHOD_STYLES: dict[str, tuple[str, str]] = {
+    "frozen": ("tab:gray", "o"),
+    "harma": ("tab:red", "s"),
+    "harma-paper": ("tab:orange", "D"),
+    "harma_paper": ("tab:orange", "D"),
+    "lora": ("tab:blue", "^"),
+    "adapter": ("tab:green", "v"),
+    "full": ("tab:purple", "P"),
+}
+HOLLOW = {"harma-paper", "harma_paper"}
+OTHER_STYLES = tuple(zip(("tab:brown", "tab:pink", "tab:olive", "tab:cyan"), "X*h<>p", strict=False))
+
+
+def method_style(method: str) -> tuple[str, str]:
+    """(colour, marker) of a method: fixed for the known ones, else chosen by a hash of its name."""
+    if method in METHOD_STYLES:
+        return METHOD_STYLES[method]
+    return OTHER_STYLES[int(hashlib.sha256(method.encode()).hexdigest(), 16) % len(OTHER_STYLES)]
+
+
+def plot_title(rows: list[dict[str, Any]]) -> str:
+    datasets = ", ".join(sorted({str(row["dataset"]) for row in rows})) or "no runs"
+    return f"{datasets}, validation split: mR against trainable parameters"
+
+
+def figure(rows: list[dict[str, Any]]):
+    """Validation mR against trainable parameters (log x), one marker per run, a colour per method.
+
+    Methods are named in a legend beside the axes rather than beside each point, where the labels of
+    runs with similar figures (harma and harma-paper) overlapped and the rightmost one was cut off.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    markers = "osD^vP*Xh<>"
+    chart = Figure(figsize=(7.5, 4.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(chart)
+    axes = chart.add_subplot()
     methods = sorted({row["method"] for row in rows})
-    for index, method in enumerate(methods):
+    for method in methods:
         mine = [row for row in rows if row["method"] == method and row["val_mR"] is not None]
+        colour, marker = method_style(method)
         xs = [max(row["trainable_params"], 1) for row in mine]
-        axes.scatter(xs, [row["val_mR"] for row in mine], marker=markers[index % len(markers)], s=50, label=method)
-        for row, x in zip(mine, xs, strict=True):
-            axes.annotate(row["method"], (x, row["val_mR"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        face, size = ("none", 130) if method in HOLLOW else (colour, 60)
+        axes.scatter(
+            xs, [row["val_mR"] for row in mine], marker=marker, s=size, facecolors=face, edgecolors=colour,
+            linewidths=1.5, label=method,
+        )
     axes.set_xscale("log")
     axes.set_xlabel("trainable parameters (log scale; none trained: plotted at 1)")
     axes.set_ylabel("validation mR (%)")
-    axes.set_title("harma-zoo bench: validation mR against trainable parameters")
+    axes.set_title(plot_title(rows))
     axes.grid(True, which="both", alpha=0.3)
     if methods:
-        axes.legend(title="method", fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png"))
+        axes.legend(title="method", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return chart
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write ``figure(rows)`` as a PNG, atomically."""
+    chart = figure(rows)
+    atomic_write(path, lambda temporary: chart.savefig(temporary, format="png"))
 
 
 def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """Write the four leaderboard files into ``out``; returns them by format."""
+    """Write the four leaderboard files into ``out``; returns them by format.
+
+    The plot needs matplotlib (the ``plot`` extra); without it the PNG is left out, the tables are not.
+    """
     out = Path(out)
     paths = {name.rsplit(".", 1)[1]: out / name for name in FILES}
     for kind, render in (("md", markdown), ("csv", csv_text), ("json", json_text)):
         text = render(rows)
         atomic_write(paths[kind], lambda temporary, text=text: temporary.write_text(text))
-    plot(rows, paths["png"])
+    try:
+        plot(rows, paths["png"])
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "matplotlib":
+            raise
+        del paths["png"]
     return paths
 
 

@@ -23,16 +23,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from mmengine.config import Config
 from rich.console import Console
+from rich.markup import escape
 
 from harma_zoo import __version__
 from harma_zoo.bench.cards import write_bench_card
 from harma_zoo.bench.compose import BenchRun, config_fingerprint, plan
 from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
 from harma_zoo.bench.presets import PRESETS
-from harma_zoo.engine.evaluation import build_for_evaluation, evaluate
+from harma_zoo.engine.console import print_table
+from harma_zoo.engine.evaluation import build_for_evaluation, default_device, evaluate
 from harma_zoo.engine.recipe import load_split
 from harma_zoo.engine.report import metrics_table
 from harma_zoo.engine.train import train
@@ -48,8 +49,7 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
 
 def _evaluate_splits(cfg: Config, model) -> dict[str, dict]:
     """Metrics on val, and on test when the recipe names one."""
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = model.to(default_device())
     batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
     splits = ["val"] + (["test"] if cfg.data.get("test") else [])
     return {split: evaluate(model, load_split(cfg, split), batch, workers) for split in splits}
@@ -99,14 +99,19 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
     else:
         console.rule(f"{run.run_id}: zero-shot evaluation (nothing to train)")
     metrics = _evaluate_splits(cfg, model)
-    console.print(metrics_table(metrics, title=f"{run.run_id}: retrieval (%)"))
+    print_table(console, metrics_table(metrics, title=f"{run.run_id}: retrieval (%)"))
     result = {
         "run": run.run_id,
         "recipe": run.recipe,
         "backbone_label": run.backbone,
         "backbone": as_json_data(cfg.backbone),
         "dataset": {"name": run.dataset, **as_json_data(cfg.data)},
-        "method": {"name": run.method, "type": cfg.method["type"], "options": as_json_data(cfg.method)},
+        "method": {
+            "name": run.method,
+            "type": cfg.method["type"],
+            "options": as_json_data(cfg.method),
+            "used": as_json_data(model.method.options_dict()),  # with the sizes a method scales to its backbone
+        },
         "loss": as_json_data(cfg.loss),
         "parameters": {
             "trainable": summary["trainable"],
@@ -181,20 +186,39 @@ def run_bench(
         try:
             _, did = run_one(run, runs_dir, console, train_fn)
         except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
-            failed[run.run_id] = f"{type(error).__name__}: {error}"
-            console.print(f"[red]{run.run_id} failed:[/red] {failed[run.run_id]}", highlight=False)
-            console.print(traceback.format_exc(), markup=False, highlight=False)
+            message = f"{type(error).__name__}: {error}"
+            failed[run.run_id] = {"error": message, "logs": _record_failure(runs_dir / run.run_id, error)}
+            console.print(f"[red]{run.run_id} failed:[/red] {escape(message)}")
             continue
         (done if did else skipped).append(run.run_id)
     results = finished_results(runs_dir)
-    rows = ranked(results)
-    paths = write_leaderboard(rows, out)
-    cards = [write_bench_card(result, out) for result in results if result.get("trained")]
-    console.print(rich_table(rows))
-    written = ", ".join(str(path) for path in paths.values())
-    console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}")
+    outcome = {"ran": done, "skipped": skipped, "failed": failed, "rows": [], "files": {}, "cards": []}
+    if results:
+        rows = ranked(results)
+        paths = write_leaderboard(rows, out)
+        cards = [write_bench_card(result, out) for result in results if result.get("trained")]
+        outcome.update(rows=rows, files=paths, cards=cards)
+        print_table(console, rich_table(rows))
+        written = ", ".join(str(path) for path in paths.values())
+        console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}", highlight=False)
+        if "png" not in paths:
+            console.print("no plot: matplotlib is not installed (pip install 'harma-zoo[plot]')", markup=False)
+    else:
+        console.print(f"no run under {runs_dir} has finished: no leaderboard written", highlight=False)
     if skipped:
-        console.print(f"already finished, not redone: {', '.join(skipped)}")
+        console.print(f"already finished, not redone: {', '.join(skipped)}", highlight=False)
     if failed:
-        console.print(f"[red]failed:[/red] {', '.join(failed)}")
-    return {"ran": done, "skipped": skipped, "failed": failed, "rows": rows, "files": paths, "cards": cards}
+        console.print(f"[red]{len(failed)} of {len(runs)} run(s) failed[/red]; what each logged:", highlight=False)
+        for run_id, failure in failed.items():
+            logs = ", ".join(str(log) for log in failure["logs"])
+            console.print(f"  {run_id}: {logs}", highlight=False, soft_wrap=True)
+    return outcome
+
+
+def _record_failure(work_dir: Path, error: Exception) -> list[Path]:
+    """Write the run's traceback to ``<work dir>/error.log``; returns it and the run's mmengine logs, if any."""
+    log = work_dir / "error.log"
+    text = "".join(traceback.format_exception(error))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(log, lambda temporary: temporary.write_text(text))
+    return [log, *sorted(work_dir.glob("*/*.log"))]

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from rich.console import Console
 
+from harma_zoo import __version__
 from harma_zoo.cli import bench_command, model_commands, zoo_commands
+from harma_zoo.cli.output import stdout_for_json_only
 from harma_zoo.plugins import PluginError, load_plugins
 
 COMMAND_MODULES = (model_commands, bench_command, zoo_commands)
@@ -22,19 +25,36 @@ IMPORT_HELP = (
     "import a plug-in module first (your family, method, loss or reader): a dotted name on sys.path "
     "or a .py file; repeatable"
 )
+DESCRIPTION = """\
+HarMA-style parameter-efficient transfer for dual-encoder vision-language models:
+train, evaluate and benchmark adapters for image-text retrieval, and fetch
+published ones from the zoo."""
+EPILOG = """\
+a first session:
+  harma-zoo list checkpoints                  what the zoo publishes
+  harma-zoo fetch NAME                        one adapter into the cache (sha256-checked)
+  harma-zoo eval RECIPE --checkpoint PATH     its retrieval figures (--limit N: the first N images)
+
+`harma-zoo COMMAND --help` lists a command's options; docs/getting-started.md walks through more."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harma-zoo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="harma-zoo", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"harma-zoo {__version__}")
     # Accepted before the subcommand and after it; the two positions have their own lists (a subcommand's
     # defaults would otherwise replace what was given before it), joined in `plugin_imports`.
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.add_commands(commands)
     for subcommand in commands.choices.values():
         subcommand.add_argument(
             "--import", dest="command_imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP
+        )
+        subcommand.add_argument(
+            "--verbose", action="store_true", help="also show mmengine's log lines (the run's log file has them all)"
         )
     return parser
 
@@ -46,10 +66,16 @@ def plugin_imports(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    from harma_zoo.engine.console import set_verbose
+
+    set_verbose(args.verbose)
+    json_only = getattr(args, "json", False)
+    console = Console(stderr=json_only)
     try:
         load_plugins(plugin_imports(args))
-        return args.run(args, console)
+        with stdout_for_json_only() if json_only else nullcontext(sys.stdout) as stdout:
+            args.stdout = stdout
+            return args.run(args, console)
     except PluginError as error:  # a plug-in, or a recipe's custom_imports: one line, not a traceback
         console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         return 2

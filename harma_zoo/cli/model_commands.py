@@ -15,6 +15,7 @@ from harma_zoo.cli.options import add_cfg_options, add_model_arguments, backbone
 def _params(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
+    from harma_zoo.engine.console import print_table
     from harma_zoo.model import build_model
     from harma_zoo.params import parameter_summary
 
@@ -23,7 +24,7 @@ def _params(args: argparse.Namespace, console: Console) -> int:
     summary = parameter_summary(model)
     summary.update(backbone=args.backbone, method=args.method, method_options=model.method.options_dict())
     if args.json:
-        print(json.dumps(summary, indent=2, default=list))
+        print(json.dumps(summary, indent=2, default=list), file=args.stdout)
         return 0
     table = Table(title=f"{args.method} on {args.backbone}")
     for column in ("tower", "kind", "total", "trainable"):
@@ -32,7 +33,7 @@ def _params(args: argparse.Namespace, console: Console) -> int:
         table.add_row(row["tower"], row["kind"], f"{row['total']:,}", f"{row['trainable']:,}")
     table.add_section()
     table.add_row("all", "", f"{summary['total']:,}", f"{summary['trainable']:,}")
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"trainable: {summary['trainable']:,} parameters = "
         f"{summary['trainable_percent_of_backbone']:.2f}% of the {summary['backbone_parameters']:,}-parameter backbone"
@@ -41,6 +42,7 @@ def _params(args: argparse.Namespace, console: Console) -> int:
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.engine.recipe import load_recipe
     from harma_zoo.engine.report import metrics_table
     from harma_zoo.engine.train import train
@@ -51,12 +53,14 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     work_dir = Path(args.work_dir or Path("work_dirs") / path.stem)
     best = train(cfg, work_dir, launcher=args.launcher, resume=args.resume)
     if best.get("metrics"):
-        console.print(metrics_table({f"val, best epoch {best['epoch']}": best["metrics"]}))
-        console.print(f"best adapter checkpoint (selected on validation mR): {work_dir / 'best.safetensors'}")
+        print_table(console, metrics_table({f"val, best epoch {best['epoch']}": best["metrics"]}))
+        chosen = f"best adapter checkpoint (selected on validation mR): {work_dir / 'best.safetensors'}"
+        console.print(chosen, highlight=False, soft_wrap=True)
     return 0
 
 
 def _eval(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.engine.evaluation import evaluate_recipe
     from harma_zoo.engine.recipe import load_recipe
     from harma_zoo.engine.report import metrics_table
@@ -64,13 +68,28 @@ def _eval(args: argparse.Namespace, console: Console) -> int:
     from harma_zoo.resources import recipe_path
 
     cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
-    metrics = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size)
-    source = Path(args.checkpoint).name if args.checkpoint else "zero-shot (no checkpoint)"
-    console.print(metrics_table({args.split: metrics}, title=f"retrieval (%) of {cfg.name}: {source}"))
+    if args.limit is not None:
+        cfg.merge_from_dict({"data.limit": args.limit})
+    done = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
+    result = {
+        "recipe": cfg.name,
+        "checkpoint": args.checkpoint,
+        "split": args.split,
+        "images": done.images,
+        "captions": done.captions,
+        "device": done.device,
+        "metrics": done.metrics,
+    }
     if args.out:
-        result = {"recipe": cfg.name, "checkpoint": args.checkpoint, "split": args.split, "metrics": metrics}
         atomic_write(Path(args.out), lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
-        console.print(f"wrote {args.out}")
+    if args.json:
+        print(json.dumps(result, indent=2), file=args.stdout)
+    else:
+        source = Path(args.checkpoint).name if args.checkpoint else "zero-shot (no checkpoint)"
+        title = f"retrieval (%) of {cfg.name}: {source}; {done.images:,} images, {done.captions:,} captions"
+        print_table(console, metrics_table({args.split: done.metrics}, title=title))
+    if args.out:
+        console.print(f"wrote {args.out}", highlight=False)
     return 0
 
 
@@ -109,6 +128,11 @@ def add_commands(commands: Any) -> None:
     evaluate.add_argument("--split", default="val", help="a split the recipe defines (val, test)")
     evaluate.add_argument("--batch-size", type=int, help="embedding batch size")
     evaluate.add_argument("--out", help="also write the metrics to this JSON file")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    evaluate.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
+    evaluate.add_argument(
+        "--limit", type=int, metavar="N", help="only the split's first N images and their captions (data.limit=N)"
+    )
     add_cfg_options(evaluate)
     evaluate.set_defaults(run=_eval)
 

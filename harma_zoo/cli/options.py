@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mmengine.config import DictAction
-
 REGISTRY_HELP = "registry folder (default: $HARMA_ZOO_REGISTRY, else the project's registry/)"
+
+
+class DictAction(argparse.Action):
+    """mmengine's ``DictAction`` (``key=value`` pairs, values parsed as Python literals), imported only when
+    such an option is given: importing mmengine takes longer than the whole of ``harma-zoo --help``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from mmengine.config import DictAction as MMEngineDictAction
+
+        action = MMEngineDictAction(self.option_strings, self.dest, nargs=self.nargs)
+        action(parser, namespace, values, option_string)
 
 
 def add_cfg_options(parser: argparse.ArgumentParser, help: str = "override recipe values: key.sub=value") -> None:

@@ -72,6 +72,7 @@ def _zoo_table(what: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def _zoo_list(args: argparse.Namespace, console: Console) -> int:
+    from harma_zoo.engine.console import print_table
     from harma_zoo.hub.index import load_index
     from harma_zoo.zoo.catalog import Filters
 
@@ -82,11 +83,11 @@ def _zoo_list(args: argparse.Namespace, console: Console) -> int:
         kinds = ("checkpoints", "recipes")  # backbones have neither
     found = {what: _zoo_rows(what, index, filters) for what in kinds}
     if args.json:
-        print(json.dumps(found if args.what == "all" else found[args.what], indent=2, default=str))
+        print(json.dumps(found if args.what == "all" else found[args.what], indent=2, default=str), file=args.stdout)
         return 0
     for what, rows in found.items():
         if rows or args.what != "all":
-            console.print(_zoo_table(what, rows))
+            print_table(console, _zoo_table(what, rows))
         if what == "checkpoints" and not index.checkpoints:
             console.print("no checkpoints published yet: `harma-zoo publish RUN_DIR` adds one", highlight=False)
     return 0
@@ -104,7 +105,8 @@ def _zoo_fetch(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         return 1
     if args.json:
-        print(json.dumps({**vars(result), "path": str(result.path) if result.path else None}, indent=2, default=str))
+        document = {**vars(result), "path": str(result.path) if result.path else None}
+        print(json.dumps(document, indent=2, default=str), file=args.stdout)
         return 0
     for note in result.notes:
         console.print(note, highlight=False, soft_wrap=True)

@@ -482,8 +482,13 @@ def read_parquet(
     ``caption`` (one caption per row). Images come back as bytes; names are the
     ``filename`` column, else the struct's path, else ``row N``.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"the parquet reader needs pyarrow ({error}): pip install 'harma-zoo[parquet]'"
+        ) from error
 
     path = Path(path)
     files = _parquet_files(path, split)

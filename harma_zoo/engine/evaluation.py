@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Subset
 
 from harma_zoo.data.annotations import Annotations
@@ -25,6 +27,17 @@ def _gathered_rows(rows: list[tuple[int, torch.Tensor]], total: int) -> torch.Te
     return torch.stack([row for _, row in ordered])
 
 
+def default_device() -> torch.device:
+    """A CUDA device when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _progress_bar(shown: bool) -> Progress:
+    """A transient bar per embedding pass (images, captions); ``shown=False`` draws nothing."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, transient=True, disable=not shown)
+
+
 @torch.no_grad()
 def embed_split(
     model: RetrievalModel,
@@ -32,32 +45,44 @@ def embed_split(
     batch_size: int = 64,
     num_workers: int = 0,
     max_words: int = 30,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised image and caption embeddings of a split; each process embeds its share."""
+    """Normalised image and caption embeddings of a split; each process embeds its share.
+
+    ``progress`` draws a bar per pass on the main process: a large split takes minutes on a CPU.
+    """
     rank, world = get_dist_info()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     images = ImagesOnly(annotations, model.backbone.eval_transform())
     share = Subset(images, range(rank, len(images), world))
-    image_rows: list[tuple[int, torch.Tensor]] = []
-    for batch in DataLoader(share, batch_size=batch_size, num_workers=num_workers):
-        embeddings = model.encode_image(batch["pixels"].to(device)).float().cpu()
-        image_rows.extend(zip(batch["index"].tolist(), embeddings, strict=True))
     captions = cleaned_captions(annotations, max_words)
-    caption_rows: list[tuple[int, torch.Tensor]] = []
-    for start in range(rank * batch_size, len(captions), world * batch_size):
-        chunk = captions[start : start + batch_size]
-        tokens = {k: v.to(device) for k, v in model.backbone.tokenize(chunk).items()}
-        embeddings = model.encode_text(tokens).float().cpu()
-        caption_rows.extend(zip(range(start, start + len(chunk)), embeddings, strict=True))
+    caption_starts = range(rank * batch_size, len(captions), world * batch_size)
+    with _progress_bar(progress and rank == 0) as bar:
+        task = bar.add_task("embedding images", total=len(share))
+        image_rows: list[tuple[int, torch.Tensor]] = []
+        for batch in DataLoader(share, batch_size=batch_size, num_workers=num_workers):
+            embeddings = model.encode_image(batch["pixels"].to(device)).float().cpu()
+            image_rows.extend(zip(batch["index"].tolist(), embeddings, strict=True))
+            bar.advance(task, len(embeddings))
+        task = bar.add_task("embedding captions", total=sum(len(captions[s : s + batch_size]) for s in caption_starts))
+        caption_rows: list[tuple[int, torch.Tensor]] = []
+        for start in caption_starts:
+            chunk = captions[start : start + batch_size]
+            tokens = {k: v.to(device) for k, v in model.backbone.tokenize(chunk).items()}
+            embeddings = model.encode_text(tokens).float().cpu()
+            caption_rows.extend(zip(range(start, start + len(chunk)), embeddings, strict=True))
+            bar.advance(task, len(chunk))
     model.train(was_training)
     return _gathered_rows(image_rows, len(images)), _gathered_rows(caption_rows, len(captions))
 
 
-def evaluate(model: RetrievalModel, annotations: Annotations, batch_size: int = 64, num_workers: int = 0) -> dict:
+def evaluate(
+    model: RetrievalModel, annotations: Annotations, batch_size: int = 64, num_workers: int = 0, progress: bool = False
+) -> dict:
     """R@1/5/10 both ways and mR, in percent, of ``model`` on one split."""
-    image_emb, text_emb = embed_split(model, annotations, batch_size, num_workers)
+    image_emb, text_emb = embed_split(model, annotations, batch_size, num_workers, progress=progress)
     return retrieval_metrics(image_emb, text_emb, torch.as_tensor(annotations.caption_image))
 
 
@@ -68,8 +93,31 @@ def build_for_evaluation(cfg, checkpoint: str | Path | None) -> tuple[RetrievalM
     return model.eval(), metadata
 
 
-def evaluate_recipe(cfg, checkpoint: str | Path | None, split: str = "val", batch_size: int | None = None) -> dict:
-    """Metrics of a recipe's model (with an adapter checkpoint, or zero-shot) on one of its splits."""
+class Evaluation(NamedTuple):
+    """What ``evaluate_recipe`` measured, and on what."""
+
+    metrics: dict[str, float]
+    images: int
+    captions: int
+    device: str
+
+
+def evaluate_recipe(
+    cfg,
+    checkpoint: str | Path | None,
+    split: str = "val",
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Metrics of a recipe's model (with an adapter checkpoint, or zero-shot) on one of its splits.
+
+    The model runs on ``device`` (default: CUDA when there is one); ``data.limit`` in the recipe
+    evaluates only the split's first images.
+    """
+    device = torch.device(device) if device is not None else default_device()
     model, _ = build_for_evaluation(cfg, checkpoint)
+    annotations = load_split(cfg, split)
     batch = batch_size or cfg.schedule.get("val_batch_size", 64)
-    return evaluate(model, load_split(cfg, split), batch, cfg.schedule.get("num_workers", 0))
+    metrics = evaluate(model.to(device), annotations, batch, cfg.schedule.get("num_workers", 0), progress)
+    return Evaluation(metrics, annotations.num_images, annotations.num_captions, str(device))

@@ -141,7 +141,8 @@ class RetrievalValidationHook(Hook):
             self.best = {"mR": metrics["mR"], "epoch": epoch, "metrics": metrics}
         if is_main_process():
             work_dir = Path(runner.work_dir)
-            extra = {"epoch": epoch, "selected_on": "val"}
+            # the options as built: what the method sized from the backbone (HarMA's unset bottleneck) is recorded
+            extra = {"epoch": epoch, "selected_on": "val", "method_options": model.method.options_dict()}
             save_adapter(model, work_dir / "last.safetensors", metrics={"val": metrics}, extra=extra, **self.save_info)
             if improved:
                 save_adapter(

@@ -9,14 +9,17 @@ from typing import Any
 import torch
 from mmengine.config import Config
 from mmengine.dist import barrier, is_main_process
+from mmengine.logging import MMLogger
 from mmengine.runner import set_random_seed
 
 from harma_zoo.data.annotations import Annotations
 from harma_zoo.data.images import check_images
 from harma_zoo.data.synthetic import write_synthetic_dataset
+from harma_zoo.engine.console import quiet_console
 from harma_zoo.model import RetrievalModel, build_model
 from harma_zoo.plugins import PluginError
 from harma_zoo.registry import READERS, get_class
+from harma_zoo.resources import checkout_root
 
 REQUIRED = ("backbone", "method", "data", "schedule")
 
@@ -32,6 +35,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
+    quiet_console(MMLogger.get_current_instance())  # mmengine logs each environment variable a recipe reads
     try:
         cfg = Config.fromfile(str(path))  # imports the recipe's custom_imports (mmengine does)
     except ImportError as error:
@@ -67,13 +71,43 @@ def build_recipe_model(cfg: Config) -> RetrievalModel:
     return build_model(cfg.backbone, cfg.method, cfg.get("loss"))
 
 
+DATA_VARIABLE = "HARMA_ZOO_DATA"  # where the recipes look for the shared datasets (default ../shared/data)
+
+
+def data_root(cfg: Config) -> Path:
+    """``data.root``. A relative one is taken from the current directory when it is there, else, in a
+    checkout, from the project root: the recipes' default ``../shared/data`` is the data beside the
+    project, wherever the command runs. A root found in neither place is an error that says how to set it.
+    """
+    root = Path(cfg.data.root)
+    if root.is_absolute() or root.is_dir():
+        candidate = root
+    else:
+        checkout = checkout_root()
+        candidate = checkout / root if checkout is not None else root
+    if not candidate.is_dir():
+        looked = str(root) if candidate == root else f"{root} (from {Path.cwd()} and from {candidate.parent})"
+        raise FileNotFoundError(
+            f"recipe {cfg.name}: its data folder {looked} does not exist; set {DATA_VARIABLE} to the folder "
+            f"that holds the datasets (e.g. rsicd/), or pass --cfg-options data.root=PATH"
+        )
+    return candidate
+
+
 def split_paths(cfg: Config, split: str) -> tuple[Path, Path]:
-    """(annotation file, image folder) of a split, relative paths taken from ``data.root``."""
+    """(annotation file, image folder) of a split, relative paths taken from ``data_root``."""
     data = cfg.data
     if not data.get(split):
         raise KeyError(f"recipe {cfg.name} defines no {split!r} split (data.{split})")
-    root = Path(data.root)
+    root = data_root(cfg)
     return root / data[split], root / data.get("image_root", "")
+
+
+def _first_images(annotations: Annotations, limit: Any) -> Annotations:
+    """The first ``limit`` images of a split and their captions (``data.limit``: try a recipe on N images)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"data.limit must be a positive number of images, got {limit!r}")
+    return annotations.subset(range(min(limit, annotations.num_images)))
 
 
 def load_split(cfg: Config, split: str) -> Annotations:
@@ -81,6 +115,7 @@ def load_split(cfg: Config, split: str) -> Annotations:
 
     A recipe whose ``data.synthetic`` holds generator options draws the built-in
     synthetic dataset into ``data.root`` first (nothing is redrawn when it is there).
+    ``data.limit=N`` keeps the first N images (after ``data.<split>_classes``) and their captions.
     """
     if cfg.data.get("synthetic"):
         if is_main_process():  # one process draws, the others wait for the finished files
@@ -91,7 +126,15 @@ def load_split(cfg: Config, split: str) -> Annotations:
     annotations = reader(annotation_file, image_root=image_root, split=cfg.data.get(f"{split}_split"))
     if cfg.data.get(f"{split}_classes"):
         annotations = annotations.of_classes(cfg.data[f"{split}_classes"])
-    annotations, skipped = check_images(annotations, skip_unreadable=cfg.data.get("skip_unreadable", False))
+    if cfg.data.get("limit") is not None:
+        annotations = _first_images(annotations, cfg.data.limit)
+    try:
+        annotations, skipped = check_images(annotations, skip_unreadable=cfg.data.get("skip_unreadable", False))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"{error}; the images are looked for under {image_root} (data.root, from {DATA_VARIABLE}): "
+            "set it to the folder that holds the datasets if that is not where they are"
+        ) from None
     if skipped:
         logger.warning(
             "%s: skipped %d unreadable image(s), e.g. %s", annotation_file, len(skipped), ", ".join(skipped[:3])

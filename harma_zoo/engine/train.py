@@ -11,10 +11,12 @@ from typing import Any
 import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info, init_dist, is_distributed
+from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
 
 from harma_zoo.data.datasets import CaptionPairs, collate_pairs
+from harma_zoo.engine.console import quiet_console
 from harma_zoo.engine.hooks import RetrievalValidationHook
 from harma_zoo.engine.recipe import build_recipe_model, load_split, save_info
 from harma_zoo.engine.runner_model import RunnerModel
@@ -66,6 +68,13 @@ def lr_schedule(total_iters: int, warmup_ratio: float, decay: str) -> list[dict[
     return schedule
 
 
+class QuietRunner(Runner):
+    """mmengine's Runner, its console logger quieted (``console.quiet_console``) before it logs anything."""
+
+    def build_logger(self, log_level: int | str = "INFO", log_file: str | None = None, **kwargs) -> MMLogger:
+        return quiet_console(super().build_logger(log_level, log_file, **kwargs))
+
+
 def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False) -> Runner:
     """A Runner that trains ``cfg``'s method on its backbone and validates every epoch."""
     use_cuda = torch.cuda.is_available()
@@ -105,7 +114,7 @@ def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resu
     )
     if not use_cuda:  # DDP on CPU takes no device ids; mmengine would pass the local rank
         cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
-    return Runner(
+    return QuietRunner(
         model=RunnerModel(model),
         work_dir=str(work_dir),
         train_dataloader=dict(

@@ -11,6 +11,14 @@ from harma_zoo.backbones.base import DualEncoder
 from harma_zoo.insertion import Attachment
 
 
+def _one_as_many(field: dataclasses.Field, value: Any) -> Any:
+    """A lone name or index given to a tuple option is a 1-tuple: ``--method-cfg shared_towers=text`` means
+    ``("text",)``, where ``tuple("text")`` would split it into letters."""
+    if "tuple" in str(field.type) and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return (value,)
+    return value
+
+
 class Method(nn.Module):
     """A way of adapting a frozen (or not) backbone, attached through the hook API.
 
@@ -28,17 +36,21 @@ class Method(nn.Module):
 
     def __init__(self, backbone: DualEncoder, **options: Any) -> None:
         super().__init__()
-        known = {f.name for f in dataclasses.fields(self.Options)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known)) or 'none'}"
-            )
-        self.options = self.Options(**options)
+        self.options = self.make_options(**options)
         self._attachment: Attachment | None = None
         self._saved_flags: dict[str, bool] | None = None
         self._backbone: list[DualEncoder] = []  # a list keeps it out of this module's children
+
+    @classmethod
+    def make_options(cls, **options: Any) -> Any:
+        """``Options`` from config values; an unknown name is refused with the known ones."""
+        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields)) or 'none'}"
+            )
+        return cls.Options(**{key: _one_as_many(fields[key], value) for key, value in options.items()})
 
     @property
     def attached(self) -> bool:

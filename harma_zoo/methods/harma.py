@@ -11,6 +11,8 @@ layer, so an untrained HarMA model computes exactly what the backbone computes.
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -84,15 +86,38 @@ class GatedAdapter(nn.Module):
         return a * adapted + (1 - a) * h
 
 
+PAPER_SIZES = (128, 64, 8)  # (r, s, heads) of the paper, for 768-wide towers
+
+
+def sizes_for_width(width: int, bottleneck: int | None = None, shared_width: int | None = None) -> tuple[int, int, int]:
+    """HarMA's (bottleneck r, shared width s, heads) for towers ``width`` wide, where an option is not given.
+
+    The rule: r = width // 4 and s = width // 8, capped at the paper's 128 and 64 (reached at width 512:
+    ViT-B's 768-wide towers get exactly the paper's sizes); heads = width // 64, capped at the paper's 8,
+    lowered until it divides both r and s; nothing below 1. A 64-wide tower gets r=16, s=8, 1 head
+    rather than a bottleneck twice its own width.
+    """
+    r = bottleneck or max(1, min(PAPER_SIZES[0], width // 4))
+    s = shared_width or max(1, min(PAPER_SIZES[1], width // 8))
+    heads = max(1, min(PAPER_SIZES[2], width // 64))
+    while math.gcd(r, s) % heads:
+        heads -= 1
+    return r, s, heads
+
+
 @METHODS.register_module("harma")
 class HarMA(Method):
-    """HarMA adapters on the MLP branch of the chosen blocks of both towers."""
+    """HarMA adapters on the MLP branch of the chosen blocks of both towers.
+
+    Sizes left unset (None) follow ``sizes_for_width`` of the narrowest chosen insertion point (the
+    shared modules serve both towers at one width); ``options_dict()`` then reports the sizes used.
+    """
 
     @dataclasses.dataclass
     class Options:
-        bottleneck: int = 128  # r
-        shared_width: int = 64  # s
-        heads: int = 8
+        bottleneck: int | None = None  # r; None: scaled to the towers (the paper's 128 on ViT-B)
+        shared_width: int | None = None  # s; None: scaled (the paper's 64 on ViT-B)
+        heads: int | None = None  # None: scaled (the paper's 8 on ViT-B)
         blocks: tuple[int, ...] | None = None  # None: every block; negative indices count from the end
         gate_init: float = 0.6  # initial value of every gate logit (block, adapter and shared gates)
         shared_towers: tuple[str, ...] = ("text",)  # ("image", "text") as in the paper
@@ -109,6 +134,17 @@ class HarMA(Method):
         super().__init__(backbone, **options)
         o = self.options
         self.points = select_points(backbone.insertion_points(), "mlp", blocks=o.blocks)
+        width = min((point.width for point in self.points), default=0)
+        if width:
+            scaled = sizes_for_width(width, o.bottleneck, o.shared_width)
+            o.bottleneck, o.shared_width = scaled[:2]
+            o.heads = o.heads or scaled[2]
+            if o.bottleneck > width:
+                warnings.warn(
+                    f"harma: bottleneck {o.bottleneck} is wider than the {width}-wide tower it adapts; "
+                    f"leave it unset for the scaled default ({sizes_for_width(width)[0]})",
+                    stacklevel=2,
+                )
         self.adapters = nn.ModuleDict({"image": nn.ModuleDict(), "text": nn.ModuleDict()})
         for point in self.points:
             self.adapters[point.tower][str(point.block)] = GatedAdapter(

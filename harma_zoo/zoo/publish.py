@@ -70,13 +70,17 @@ def tensor_counts(path: str | Path) -> tuple[int, dict[str, int]]:
     return sum(groups.values()), dict(sorted(groups.items()))
 
 
-def resolved_method(method: dict[str, Any]) -> dict[str, Any]:
-    """The method's options with every default filled in (a HarMA run's ``shared_towers``, say)."""
+def resolved_method(method: dict[str, Any], used: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's options with every default filled in (a HarMA run's ``shared_towers``, say).
+
+    ``used`` holds the options the built method reported (a checkpoint's ``extra.method_options``): they
+    fill what a method sizes from its backbone (HarMA's unset bottleneck) and what this config leaves None.
+    """
     from harma_zoo.registry import METHODS, get_class
 
     options = {key: value for key, value in method.items() if key != "type"}
-    cls = get_class(METHODS, method["type"])
-    resolved = dataclasses.asdict(cls.Options(**options))
+    resolved = dataclasses.asdict(get_class(METHODS, method["type"]).make_options(**options))
+    resolved.update({key: value for key, value in (used or {}).items() if resolved.get(key) is None})
     return {"type": method["type"], **as_json_data(resolved)}
 
 
@@ -153,7 +157,7 @@ def build_entry(
     return CheckpointEntry(
         name=name,
         backbone=backbone_entry.name,
-        method=resolved_method(metadata["method"]),
+        method=resolved_method(metadata["method"], extra.get("method_options")),
         loss=as_json_data(metadata.get("loss") or {"type": "harma"}),
         recipe=recipe,
         dataset={"name": dataset, **as_json_data(recorded)},
