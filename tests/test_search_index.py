@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from search_helpers import OTHER, TRANSFER, write_archive
 
 from harma_zoo.data.images import UnreadableImageError, load_image
 from harma_zoo.search import IndexOptions, SearchError, SearchIndex, index_archive, write_synthetic_scene
 from harma_zoo.search.decode import read_item
-from search_helpers import OTHER, TRANSFER, write_archive
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,7 +136,8 @@ def test_unreadable_images_are_skipped_and_listed_or_refused_when_strict(archive
     out = tmp_path / "index"
     with pytest.raises(SearchError, match=r"2 of 15 items do not decode: .*the index was left as it was") as refused:
         index_archive(folder, TRANSFER, out, chip=64, workers=2, strict=True, progress=False)
-    assert f"{jpeg}: image file is truncated" in str(refused.value) and "garbage.png: cannot identify" in str(refused.value)
+    message = str(refused.value)
+    assert f"{jpeg}: image file is truncated" in message and "garbage.png: cannot identify" in message
     assert not (out / "manifest.parquet").exists()  # nothing committed
     report = index_archive(folder, TRANSFER, out, chip=64, workers=2, progress=False)
     assert sorted(Path(label).name for label, _ in report.skipped) == ["garbage.png", jpeg.name]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from search_helpers import write_archive
 
 from harma_zoo.search import SearchError, write_synthetic_scene
 from harma_zoo.search.decode import read_item
 from harma_zoo.search.geo import chip_offsets, footprint_lonlat
 from harma_zoo.search.sources import archive_items
-from search_helpers import write_archive
 
 
 def test_a_folder_is_searched_recursively_for_jpeg_png_and_tiff(tmp_path: Path) -> None:

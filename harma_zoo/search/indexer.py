@@ -35,7 +35,7 @@ from harma_zoo.api import Pretrained
 from harma_zoo.search.decode import ItemImages, collate_items
 from harma_zoo.search.errors import SearchError
 from harma_zoo.search.identity import ModelIdentity, load_model
-from harma_zoo.search.items import RECORD_SCHEMA, record, records_table
+from harma_zoo.search.items import RECORD_SCHEMA, Item, record, records_table
 from harma_zoo.search.plan import Done, Plan, done_in_shards, make_plan
 from harma_zoo.search.sources import archive_items
 from harma_zoo.search.storage import Committed, IndexFolder, shard_schema
@@ -115,18 +115,20 @@ def index_archive(
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         if device is None and torch.cuda.is_available():
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        pretrained, identity = load_model(model, device, registry)
         committed = None
         if rank == 0:
-            try:
+            try:  # the folder and the archive first: their errors come before the model is loaded
                 folder.check_writable()
                 stack.enter_context(folder.lock())
-                committed, work = _prepare(folder, identity, archive, chip, overlap, geo, batch_size)
+                items = archive_items(archive, chip, overlap, geo)
+                pretrained, identity = load_model(model, device, registry)
+                committed, work = _prepare(folder, identity, items, batch_size)
             except Exception as error:
                 _share(error if isinstance(error, SearchError | FileNotFoundError) else SearchError(str(error)), world)
                 raise
             _share(work, world)
         else:
+            pretrained, identity = load_model(model, device, registry)
             work = _share(None, world)
             if isinstance(work, Exception):
                 raise SearchError(f"process 0 stopped: {work}")
@@ -172,22 +174,14 @@ def _share(value: Any, world: int) -> Any:
 
 
 def _prepare(
-    folder: IndexFolder,
-    identity: ModelIdentity,
-    archive: str | Path,
-    chip: int,
-    overlap: int,
-    geo: bool,
-    batch_size: int,
+    folder: IndexFolder, identity: ModelIdentity, items: list[Item], batch_size: int
 ) -> tuple[Committed | None, _Work]:
-    folder.check_writable()
     existing = folder.identity()
     if existing is not None and not existing.same_vectors_as(identity):
         raise SearchError(
             f"index {folder.path} holds vectors of {existing.describe()}; --model {identity.describe()} makes other "
             "vectors: index with the first model, or into a new folder"
         )
-    items = archive_items(archive, chip, overlap, geo)
     if existing is None:
         folder.write_identity(identity)
     committed = folder.committed()
