@@ -60,6 +60,7 @@ class IndexReport:
     changed: int = 0
     removed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    processes: int = 1  # how many processes' shards were merged
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -68,6 +69,8 @@ class IndexReport:
             f"{self.changed:,} changed, {self.removed:,} removed; {self.embedded:,} embedded now, "
             f"{self.resumed:,} taken from an interrupted run) in {self.seconds:.1f} s"
         )
+        if self.processes > 1:
+            line += f"; merged the shards of {self.processes} processes"
         if self.skipped:
             line += f"; {len(self.skipped):,} skipped (do not decode)"
         return line
@@ -132,16 +135,7 @@ def index_archive(
             work = _share(None, world)
             if isinstance(work, Exception):
                 raise SearchError(f"process 0 stopped: {work}")
-        _embed(
-            pretrained,
-            folder,
-            work,
-            work.batches[rank::world],
-            identity.dim,
-            workers,
-            shard_size,
-            progress and rank == 0,
-        )
+        _embed(pretrained, folder, work, rank, world, identity.dim, workers, shard_size, progress and rank == 0)
         if world > 1:
             dist.barrier()
         report = IndexReport(folder.path, resumed=work.resumed)
@@ -206,13 +200,16 @@ def _embed(
     pretrained: Pretrained,
     folder: IndexFolder,
     work: _Work,
-    batches: list[list[int]],
+    rank: int,
+    world: int,
     dim: int,
     workers: int | None,
     shard_size: int,
     show: bool,
 ) -> None:
-    """Embed this process's batches, committing a shard every ``shard_size`` items or ``SHARD_SECONDS``."""
+    """Embed this process's batches (every ``world``-th), committing a shard every ``shard_size`` items or
+    ``SHARD_SECONDS``."""
+    batches = work.batches[rank::world]
     if not batches:
         return
     model = pretrained.model
@@ -241,10 +238,10 @@ def _embed(
                 pending.append(_shard_row(work.plan, position, None, error))
             bar.advance(task, len(batch["positions"]) + len(batch["errors"]))
             if len(pending) >= shard_size or time.monotonic() - last_commit >= SHARD_SECONDS:
-                folder.write_shard(pa.Table.from_pylist(pending, schema=shard_schema(dim)))
+                folder.write_shard(pa.Table.from_pylist(pending, schema=shard_schema(dim)), rank)
                 pending, last_commit = [], time.monotonic()
     if pending:
-        folder.write_shard(pa.Table.from_pylist(pending, schema=shard_schema(dim)))
+        folder.write_shard(pa.Table.from_pylist(pending, schema=shard_schema(dim)), rank)
 
 
 def _shard_row(plan: Plan, position: int, vector: np.ndarray | None, error: str | None) -> dict[str, Any]:
@@ -301,6 +298,7 @@ def _commit(
     report.vectors, report.kept, report.removed = total, len(plan.kept_rows), plan.removed
     report.added, report.changed = plan.added, plan.changed
     report.embedded = len(plan.todo) - report.resumed
+    report.processes = len({path.name.partition("-")[0] for path, _, _, _ in done.shards}) or 1
 
 
 def _outcomes(done: Done) -> tuple[list[int], dict[int, str]]:

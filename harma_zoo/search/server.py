@@ -33,6 +33,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from harma_zoo.data.images import UnreadableImageError
 from harma_zoo.search.errors import SearchError
 from harma_zoo.search.geojson import hits_geojson
 from harma_zoo.search.searcher import Hit, SearchIndex
@@ -40,6 +41,7 @@ from harma_zoo.search.searcher import Hit, SearchIndex
 __all__ = ["bind", "create_app", "serve"]
 
 STATIC = Path(__file__).parent / "static"
+_BAD_QUERY = (SearchError, UnreadableImageError, FileNotFoundError)  # answered 400, with the message
 MAX_K = 200
 THUMBNAIL_PIXELS = 192
 THUMBNAILS_CACHED = 512
@@ -96,14 +98,14 @@ def create_app(index: SearchIndex) -> Starlette:
     async def search(request: Request) -> Response:
         try:
             label, hits = await query(request)
-        except (SearchError, FileNotFoundError) as error:
+        except _BAD_QUERY as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         return JSONResponse({"query": label, "hits": [_hit_json(hit) for hit in hits]})
 
     async def geojson(request: Request) -> Response:
         try:
             label, hits = await query(request)
-        except (SearchError, FileNotFoundError) as error:
+        except _BAD_QUERY as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         headers = {"Content-Disposition": 'attachment; filename="harma-zoo-results.geojson"'}
         body = json.dumps(hits_geojson(hits, label), indent=1)
@@ -167,8 +169,12 @@ def serve(
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve the page over the index at ``folder`` until interrupted; ``announce`` is told the address."""
-    app = create_app(SearchIndex(folder, device=device, nprobe=nprobe))
-    sock = bind(host, port)
+    sock = bind(host, port)  # a port in use is told before the model is loaded
+    try:
+        app = create_app(SearchIndex(folder, device=device, nprobe=nprobe))
+    except BaseException:
+        sock.close()
+        raise
     shown_host = f"[{host}]" if ":" in host else host
     announce(f"serving {folder} at http://{shown_host}:{sock.getsockname()[1]}/ (Ctrl-C to stop)")
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)

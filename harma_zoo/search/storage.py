@@ -195,8 +195,9 @@ class IndexFolder:
         finally:
             os.close(fd)
 
-    def write_shard(self, table: pa.Table) -> Path:
-        path = self.shards / f"{uuid.uuid4().hex}.parquet"
+    def write_shard(self, table: pa.Table, process: int = 0) -> Path:
+        """A new shard, named ``PROCESS-UNIQUE.parquet`` by the process (torchrun rank) that embedded it."""
+        path = self.shards / f"{process}-{uuid.uuid4().hex}.parquet"
         durable_write(path, lambda temporary: pq.write_table(table, temporary))
         return path
 
