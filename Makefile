@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench search-demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,20 @@ transfer: $(STAMP)
 # `make bench BENCH_ARGS=--quick` for a fast check (`--threads N`, `--compile`: see benchmarks/run.py --help).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --out results/bench.json $(BENCH_ARGS)
+
+# Archive search on built-in data (docs/search.md): RSICD val indexed with the published RSICD adapter and three
+# queries; then a synthetic georeferenced scene the package writes, cut into chips, its hits written as GeoJSON.
+SEARCH_DEMO ?= results/search-demo
+SEARCH_MODEL ?= harma_tiny-vit-rsicd-source_rsicd
+HARMA_ZOO := $(VENV)/bin/harma-zoo
+search-demo: $(STAMP)
+	$(PY) -m harma_zoo.search.demo $(SEARCH_DEMO)
+	$(HARMA_ZOO) index $(SEARCH_DEMO)/rsicd-val.txt --model $(SEARCH_MODEL) --out $(SEARCH_DEMO)/rsicd-val.index
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "many planes parked next to a long terminal" -k 5
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "a large playground with a red running track" -k 5
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "many white storage tanks" -k 5
+	$(HARMA_ZOO) index $(SEARCH_DEMO)/scene.tif --model $(SEARCH_MODEL) --chip 224 --overlap 112 --out $(SEARCH_DEMO)/scene.index
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/scene.index "white storage tanks" -k 3 --geojson $(SEARCH_DEMO)/scene-hits.geojson
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

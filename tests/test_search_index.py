@@ -145,10 +145,10 @@ def test_unreadable_images_are_skipped_and_listed_or_refused_when_strict(archive
     assert len(SearchIndex(out).search("a lake", k=3)) == 3
 
 
-def test_another_model_is_refused_naming_both_and_the_index_stays(built: Path) -> None:
+def test_another_model_is_refused_naming_both_and_the_index_stays(built: Path, archive: Path) -> None:
     before = (built / "manifest.parquet").read_bytes()
     with pytest.raises(SearchError, match=f"holds vectors of {TRANSFER} .*--model {OTHER} .*makes other vectors"):
-        index_archive(built.parent, OTHER, built, progress=False)
+        index_archive(archive, OTHER, built, chip=64, progress=False)
     assert (built / "manifest.parquet").read_bytes() == before
     assert len(SearchIndex(built)) == 14
 

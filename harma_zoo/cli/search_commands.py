@@ -87,11 +87,17 @@ def _search(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="right" if column in ("rank", "score") else "left", overflow="fold")
     for hit in hits:
         window = "" if hit.window is None else "col {}, row {}, {}x{}".format(*hit.window)
-        table.add_row(str(hit.rank), f"{hit.score:.4f}", hit.path, window)
+        table.add_row(str(hit.rank), f"{hit.score:.4f}", _shown_path(hit.path), window)
     console.print(table)
     if args.geojson:
         console.print(f"wrote {args.geojson} ({sum(h.footprint is not None for h in hits)} footprints, EPSG:4326)")
     return 0
+
+
+def _shown_path(path: str) -> str:
+    """A path as short as it reads unambiguously: relative to here where that is shorter."""
+    relative = os.path.relpath(path)
+    return relative if len(relative) < len(path) else path
 
 
 def _serve(args: argparse.Namespace, console: Console) -> int:

@@ -62,6 +62,7 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     processes: int = 1  # how many processes' shards were merged
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # decoding and embedding (process 0's share), shards included
 
     def summary(self) -> str:
         line = (
@@ -135,10 +136,11 @@ def index_archive(
             work = _share(None, world)
             if isinstance(work, Exception):
                 raise SearchError(f"process 0 stopped: {work}")
+        embedding = time.perf_counter()
         _embed(pretrained, folder, work, rank, world, identity.dim, workers, shard_size, progress and rank == 0)
+        report = IndexReport(folder.path, resumed=work.resumed, embed_seconds=time.perf_counter() - embedding)
         if world > 1:
             dist.barrier()
-        report = IndexReport(folder.path, resumed=work.resumed)
         if rank == 0:
             _commit(folder, work.plan, committed, identity, options, strict, report)
     report.seconds = time.perf_counter() - started

@@ -112,25 +112,33 @@ class SearchIndex:
 
     def search_texts(self, texts: Sequence[str], k: int = 20, batch_size: int = 64) -> list[list[Hit]]:
         """The ``k`` best items for each sentence, embedded ``batch_size`` at a time."""
+        return self.search_vectors(self.embed_texts(texts, batch_size), k)
+
+    def search_images(self, images: Sequence[ImageQuery], k: int = 20, batch_size: int = 64) -> list[list[Hit]]:
+        """The ``k`` best items per image (file, bytes or PIL image); one that does not decode is an error."""
+        return self.search_vectors(self.embed_images(images, batch_size), k)
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The model's embeddings of ``texts`` (rows, float32), as the index's vectors compare with them."""
         pretrained = self.pretrained
-        vectors = []
+        vectors = [np.zeros((0, self.identity.dim), np.float32)]
         for start in range(0, len(texts), batch_size):
             with torch.no_grad():
                 tokens = pretrained.tokenizer(list(texts[start : start + batch_size]))
                 vectors.append(pretrained.model.encode_text(tokens).float().cpu().numpy())
-        return self.search_vectors(np.concatenate(vectors) if vectors else np.zeros((0, self.identity.dim)), k)
+        return np.concatenate(vectors)
 
-    def search_images(self, images: Sequence[ImageQuery], k: int = 20, batch_size: int = 64) -> list[list[Hit]]:
-        """The ``k`` best items per image (file, bytes or PIL image); one that does not decode is an error."""
+    def embed_images(self, images: Sequence[ImageQuery], batch_size: int = 64) -> np.ndarray:
+        """The model's embeddings of ``images`` (files, encoded bytes or PIL images)."""
         pretrained = self.pretrained
         device = next(pretrained.model.parameters()).device
-        vectors = []
+        vectors = [np.zeros((0, self.identity.dim), np.float32)]
         for start in range(0, len(images), batch_size):
             chunk = [_as_image(image) for image in images[start : start + batch_size]]
             pixels = torch.stack([pretrained.transform(image) for image in chunk]).to(device)
             with torch.no_grad():
                 vectors.append(pretrained.model.encode_image(pixels).float().cpu().numpy())
-        return self.search_vectors(np.concatenate(vectors) if vectors else np.zeros((0, self.identity.dim)), k)
+        return np.concatenate(vectors)
 
     def search_ids(self, ids: Sequence[int], k: int = 20) -> list[list[Hit]]:
         """The ``k`` best items for items of the index, by their stored vectors ("more like this")."""

@@ -10,7 +10,7 @@ of the package (``static/``): nothing is fetched from elsewhere. The JSON API th
 
 Bad input (an empty query, an unknown id, an upload that does not decode) is answered 400 with
 ``{"error": "..."}``. The model runs one query at a time (a lock); thumbnails are cached in a
-bounded LRU, so memory stays flat under load.
+bounded LRU, so memory stays flat under load. FAISS searches run side by side, one thread each.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import faiss
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -77,23 +79,23 @@ def create_app(index: SearchIndex) -> Starlette:
                 raise SearchError("the upload is empty; send an image file as the request body")
             if len(body) > MAX_UPLOAD_BYTES:
                 raise SearchError(f"the upload has {len(body):,} bytes; at most {MAX_UPLOAD_BYTES:,} are taken")
-            return "image upload", await _run(lambda: index.search_images([body], k)[0])
+            return "image upload", await _hits(lambda: _encoded(lambda: index.embed_images([body])), k)
         if "id" in request.query_params:
             text = request.query_params["id"]
             if not text.isdigit():
                 raise SearchError(f"id must be an item id (a whole number), got {text!r}")
-            return f"like #{text}", await _run(lambda: index.search_ids([int(text)], k)[0])
+            return f"like #{text}", await _hits(lambda: index.vectors[index.row_of(int(text))][None], k)
         text = request.query_params.get("q", "").strip()
         if not text:
             raise SearchError("give a sentence (q=...), an item id (id=...) or an image upload to search by")
-        return text, await _run(lambda: index.search_texts([text], k)[0])
+        return text, await _hits(lambda: _encoded(lambda: index.embed_texts([text])), k)
 
-    async def _run(work: Callable[[], list[Hit]]) -> list[Hit]:
-        def locked() -> list[Hit]:
-            with model_lock:
-                return work()
+    def _encoded(encode: Callable[[], np.ndarray]) -> np.ndarray:
+        with model_lock:  # the model runs one query at a time; FAISS searches run side by side
+            return encode()
 
-        return await run_in_threadpool(locked)
+    async def _hits(vectors: Callable[[], np.ndarray], k: int) -> list[Hit]:
+        return await run_in_threadpool(lambda: index.search_vectors(vectors(), k)[0])
 
     async def search(request: Request) -> Response:
         try:
@@ -170,6 +172,9 @@ def serve(
 ) -> None:
     """Serve the page over the index at ``folder`` until interrupted; ``announce`` is told the address."""
     sock = bind(host, port)  # a port in use is told before the model is loaded
+    # Requests run side by side in threads; a single query gains nothing from FAISS's own threads, and on a
+    # busy CPU their hand-offs cost more than the search itself.
+    faiss.omp_set_num_threads(1)
     try:
         app = create_app(SearchIndex(folder, device=device, nprobe=nprobe))
     except BaseException:
