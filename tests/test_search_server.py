@@ -145,13 +145,14 @@ def test_the_page_in_headless_chromium_shows_ranked_thumbnails(server: str, tmp_
         scores = [float(card.get_attribute("data-score")) for card in cards]
         assert ranks == sorted(ranks) and ranks[0] == 1 and scores == sorted(scores, reverse=True)
         assert cards[0].find_element(By.CSS_SELECTOR, ".rank").text == "#1"
-        wait.until(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
-                                 for image in d.find_elements(By.CSS_SELECTOR, "figure.hit img")))  # fmt: skip
+        loaded = "return [...document.querySelectorAll('figure.hit img')].every(i => i.complete && i.naturalWidth > 0)"
+        wait.until(lambda d: d.execute_script(loaded))  # read in one script: the grid may be re-rendered meanwhile
         assert "6 results" in driver.find_element(By.ID, "status").text
 
         clicked = cards[3].get_attribute("data-id")
         cards[3].click()  # search by that image
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure.hit")[0].get_attribute("data-id") == clicked)
+        first_id = "const f = document.querySelector('figure.hit'); return f && f.dataset.id"
+        wait.until(lambda d: d.execute_script(first_id) == clicked)
         first = driver.find_elements(By.CSS_SELECTOR, "figure.hit")[0]
         assert float(first.get_attribute("data-score")) == pytest.approx(1.0, abs=1e-5)
         link = driver.find_element(By.ID, "geojson")
