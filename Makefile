@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 # torch and torchvision exactly as tested (constraints.txt); the package itself declares ranges
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
-EXTRAS := test,plot,parquet,siglip
+EXTRAS := test,plot,parquet,siglip,search
 
-.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench cards docs clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench cards docs search-demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,20 @@ cards: $(STAMP)
 # nav fails the build (CI runs it).
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+# Archive search on built-in data (docs/search.md): RSICD val indexed with the published RSICD adapter and three
+# queries; then a synthetic georeferenced scene the package writes, cut into chips, its hits written as GeoJSON.
+SEARCH_DEMO ?= results/search-demo
+SEARCH_MODEL ?= harma_tiny-vit-rsicd-source_rsicd
+HARMA_ZOO := $(VENV)/bin/harma-zoo
+search-demo: $(STAMP)
+	$(PY) -m harma_zoo.search.demo $(SEARCH_DEMO)
+	$(HARMA_ZOO) index $(SEARCH_DEMO)/rsicd-val.txt --model $(SEARCH_MODEL) --out $(SEARCH_DEMO)/rsicd-val.index
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "many planes parked next to a long terminal" -k 5
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "a large playground with a red running track" -k 5
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/rsicd-val.index "many white storage tanks" -k 5
+	$(HARMA_ZOO) index $(SEARCH_DEMO)/scene.tif --model $(SEARCH_MODEL) --chip 224 --overlap 112 --out $(SEARCH_DEMO)/scene.index
+	$(HARMA_ZOO) search $(SEARCH_DEMO)/scene.index "white storage tanks" -k 3 --geojson $(SEARCH_DEMO)/scene-hits.geojson
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

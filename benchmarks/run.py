@@ -6,6 +6,9 @@
 3. Evaluation at RSITMD / RSICD / NWPU-Captions sizes: ``retrieval_metrics`` against a brute-force
    full-matrix argsort.
 4. Start-up of the command line: wall time of ``harma-zoo --help`` and ``--version`` (target: under a second).
+5. Archive search: indexing throughput against bare encoding (goal >= 0.9x), query latency p50/p95 of
+   exact and IVF-PQ indexes over 100k and 1M synthetic vectors with IVF-PQ's recall@10 and bytes per
+   vector, and ``harma-zoo serve`` under 32 concurrent clients for 20 s on 127.0.0.1.
 
 Every measurement runs in its own subprocess (``python -m benchmarks.<module>``) so that peak RSS
 (``ru_maxrss``) is that measurement's alone. ``--quick`` shrinks everything for a fast check.
@@ -20,6 +23,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -267,6 +271,84 @@ def bench_cli(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return {"command": command, "results": rows, "parser_imports_torch": imports_torch.stdout.strip() == "True"}
 
 
+def bench_search(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    data = os.environ.get("HARMA_ZOO_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    quick = args.quick
+    with tempfile.TemporaryDirectory(prefix="harma-zoo-bench-search-") as tmp:
+        indexing = {}
+        for model, images in (("tiny", 128 if quick else 1966), ("vit-b-32", 32 if quick else 512)):
+            console.log(f"search: indexing throughput, {model}, {images} images")
+            settings = {"model": model, "images": images, "batch": 64, "workers": args.search_workers,
+                        "data": data, "out": str(Path(tmp) / model), "threads": args.threads}  # fmt: skip
+            indexing[model] = run_worker("benchmarks.search_indexing", settings)
+        table = Table(title="Indexing throughput: index_archive (decoding in DataLoader workers) against bare encoding")
+        for column in ("model", "images", "workers", "bare encode images/s", "index images/s", "x bare (goal >= 0.9)"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for model, row in indexing.items():
+            if "error" in row:
+                table.add_row(model, f"[red]{row['error']}[/red]", "", "", "", "")
+                continue
+            table.add_row(model, str(row["images"]), str(row["workers"]), f"{row['bare_images_per_s']:.1f}",
+                          f"{row['index_images_per_s']:.1f}", f"{row['ratio']:.2f}")  # fmt: skip
+        console.print(table)
+
+        queries = []
+        sizes = (
+            ((10_000, 64, 64, 8), (50_000, 64, 256, 8))
+            if quick
+            else ((100_000, 512, 1024, 64), (1_000_000, 512, 4096, 64))
+        )
+        for vectors, dim, nlist, pq in sizes:
+            for kind in ("flat", "ivfpq"):
+                console.log(f"search: queries, {vectors:,} x {dim} vectors, {kind}")
+                settings = {"vectors": vectors, "dim": dim, "kind": kind, "nlist": nlist, "pq": pq, "nprobe": 32,
+                            "queries": 50 if quick else 200, "k": 10, "tmp": tmp, "threads": args.threads}  # fmt: skip
+                queries.append({"settings": settings, **run_worker("benchmarks.search_query", settings)})
+        table = Table(title="Query latency (one query at a time, exact rescoring included), k=10, clustered vectors")
+        for column in (
+            "vectors",
+            "index",
+            "build s",
+            "p50 ms",
+            "p95 ms",
+            "recall@10",
+            "disk B/vector",
+            "memory B/vector",
+        ):
+            table.add_column(column, justify="right")
+        for row in queries:
+            setting = row["settings"]
+            label = "exact" if setting["kind"] == "flat" else f"IVF{setting['nlist']},PQ{setting['pq']} nprobe 32"
+            if "error" in row:
+                table.add_row(f"{setting['vectors']:,}", label, f"[red]{row['error']}[/red]", "", "", "", "", "")
+                continue
+            disk = row["disk_bytes_per_vector"]
+            recall = "-" if row["recall@10"] is None else f"{row['recall@10']:.3f}"
+            table.add_row(f"{setting['vectors']:,} x {setting['dim']}", label, f"{row['build_s']:.1f}",
+                          f"{row['p50_ms']:.2f}", f"{row['p95_ms']:.2f}", recall,
+                          " + ".join(f"{name} {size:,.0f}" for name, size in disk.items()),
+                          f"{row['memory_bytes_per_vector']:,.0f}")  # fmt: skip
+        console.print(table)
+
+        serve: dict[str, Any] = {"error": "no index: the tiny indexing run failed"}
+        if "index" in indexing["tiny"]:
+            clients, seconds = (8, 3) if quick else (32, 20)
+            console.log(f"search: serve under {clients} clients for {seconds} s")
+            settings = {"index": indexing["tiny"]["index"], "clients": clients, "seconds": seconds}
+            serve = run_worker("benchmarks.search_serve", settings, timeout=300)
+        if "error" in serve:
+            console.print(f"[red]serve: {serve['error']}[/red]")
+        else:
+            console.print(
+                f"serve ({serve['clients']} clients, {serve['seconds']:.0f} s, text / more-like / upload queries): "
+                f"{serve['requests_per_s']:.1f} requests/s, p50 {serve['p50_ms']:.0f} ms, "
+                f"p95 {serve['p95_ms']:.0f} ms, "
+                f"{serve['errors']} errors, server RSS {serve['rss_start_mib']:.0f} -> {serve['rss_end_mib']:.0f} MiB "
+                f"(max {serve['rss_max_mib']:.0f})"
+            )
+    return {"indexing": indexing, "queries": queries, "serve": serve}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON file to write")
@@ -279,10 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time the harma step under torch.compile")
     parser.add_argument(
         "--only",
-        choices=("train", "encoding", "evaluation", "cli"),
+        choices=("train", "encoding", "evaluation", "cli", "search"),
         action="append",
         help="run only these parts (repeatable)",
     )
+    parser.add_argument("--search-workers", type=int, default=2, help="DataLoader workers of the indexing benchmark")
     args = parser.parse_args(argv)
     args.batch = args.batch or (8 if args.quick else 32)
     args.warmup, args.steps = (1, 2) if args.quick else (2, 3)
@@ -290,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.fallback_dim = min(args.fallback_dim, 64)
         args.eval_timeout = min(args.eval_timeout, 60.0)
-    parts = args.only or ["train", "encoding", "evaluation", "cli"]
+    parts = args.only or ["train", "encoding", "evaluation", "cli", "search"]
 
     console = Console(width=130)
     torch.set_flush_denormal(True)
@@ -319,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         report["evaluation"] = bench_evaluation(args, console)
     if "cli" in parts:
         report["cli_startup"] = bench_cli(args, console)
+    if "search" in parts:
+        report["search"] = bench_search(args, console)
     report["wall_s"] = time.perf_counter() - started
     report["environment"]["load_average_at_end"] = os.getloadavg()
     atomic_write(args.out, lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))

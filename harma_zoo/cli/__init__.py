@@ -16,11 +16,11 @@ from contextlib import nullcontext
 from rich.console import Console
 
 from harma_zoo import __version__
-from harma_zoo.cli import bench_command, model_commands, zoo_commands
+from harma_zoo.cli import bench_command, model_commands, search_commands, zoo_commands
 from harma_zoo.cli.output import stdout_for_json_only
 from harma_zoo.plugins import PluginError, load_plugins
 
-COMMAND_MODULES = (model_commands, bench_command, zoo_commands)
+COMMAND_MODULES = (model_commands, bench_command, zoo_commands, search_commands)
 IMPORT_HELP = (
     "import a plug-in module first (your family, method, loss or reader): a dotted name on sys.path "
     "or a .py file; repeatable"
