@@ -98,6 +98,12 @@ class HarMA(Method):
         shared_towers: tuple[str, ...] = ("text",)  # ("image", "text") as in the paper
 
         def __post_init__(self) -> None:
+            for name in ("bottleneck", "shared_width", "heads"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+            for name in ("bottleneck", "shared_width"):  # each attention splits its width over the heads
+                if getattr(self, name) % self.heads:
+                    raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of heads ({self.heads})")
             self.shared_towers = tuple(self.shared_towers)
             unknown = set(self.shared_towers) - {"image", "text"}
             if unknown:
