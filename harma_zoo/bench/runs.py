@@ -65,8 +65,10 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
         result = json.loads(result_file.read_text())
         if result.get("config_sha256") != fingerprint:
             console.print(
-                f"[yellow]{run.run_id}: kept the finished result, made with another configuration; "
-                f"delete {work_dir} to redo it[/yellow]"
+                f"{run.run_id}: kept the finished result, made with another configuration; "
+                f"delete {work_dir} to redo it",
+                style="yellow",
+                markup=False,
             )
         return result, False
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +76,9 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
     begun = work_dir / "config.sha256"  # the configuration the run was begun with
     if resumed and begun.is_file() and begun.read_text().strip() != fingerprint:
         console.print(
-            f"[yellow]{run.run_id}: resuming a run begun with another configuration; "
-            f"delete {work_dir} to start it afresh[/yellow]"
+            f"{run.run_id}: resuming a run begun with another configuration; delete {work_dir} to start it afresh",
+            style="yellow",
+            markup=False,
         )
     elif not resumed:
         atomic_write(begun, lambda temporary: temporary.write_text(fingerprint + "\n"))
@@ -182,7 +185,7 @@ def run_bench(
             _, did = run_one(run, runs_dir, console, train_fn)
         except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
             failed[run.run_id] = f"{type(error).__name__}: {error}"
-            console.print(f"[red]{run.run_id} failed:[/red] {failed[run.run_id]}", highlight=False)
+            console.print(f"{run.run_id} failed: {failed[run.run_id]}", style="red", markup=False, highlight=False)
             console.print(traceback.format_exc(), markup=False, highlight=False)
             continue
         (done if did else skipped).append(run.run_id)
@@ -192,9 +195,9 @@ def run_bench(
     cards = [write_bench_card(result, out) for result in results if result.get("trained")]
     console.print(rich_table(rows))
     written = ", ".join(str(path) for path in paths.values())
-    console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}")
+    console.print(f"leaderboard: {written}; {len(cards)} model card(s) in {out / 'cards'}", markup=False)
     if skipped:
         console.print(f"already finished, not redone: {', '.join(skipped)}")
     if failed:
-        console.print(f"[red]failed:[/red] {', '.join(failed)}")
+        console.print(f"failed: {', '.join(failed)}", style="red", markup=False)
     return {"ran": done, "skipped": skipped, "failed": failed, "rows": rows, "files": paths, "cards": cards}
