@@ -29,6 +29,7 @@ from harma_zoo.registry import BACKBONES, LOSSES, METHODS, READERS, get_class
 # two places); harma-zoo reads none of them.
 PRIVATE_PREFIX = "_"
 MMENGINE_KEYS = ("_base_", "_delete_", "_scope_")  # mmengine's own; left over in a recipe they mean nothing
+_UNIONS = (Union, types.UnionType)  # typing.Optional[X] and X | None
 _AT_LEAST_0 = {"min": 0}
 _AT_LEAST_1 = {"min": 1}
 
@@ -98,6 +99,7 @@ class Options:
 
 
 def dataclass_options(cls: type) -> Options:
+    """The fields of a dataclass as options: a field without a default must be given; ``metadata`` holds limits."""
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
@@ -126,16 +128,12 @@ def signature_options(function: Callable[..., Any], skip: Sequence[str] = ()) ->
 
 
 # --- values against types ----------------------------------------------------------------------
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (Union, types.UnionType)
-
-
 def matches(value: Any, hint: Any) -> bool:
     """Whether ``value`` (as a config holds it: lists and tuples alike) is of type ``hint``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is object:
         return True
-    if _is_union(hint):
+    if origin in _UNIONS:
         return any(matches(value, option) for option in args)
     if hint is None or hint is type(None):
         return value is None
@@ -167,7 +165,7 @@ def matches(value: Any, hint: Any) -> bool:
 def describe(hint: Any) -> str:
     """``hint`` in words, as an error message says what was expected."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if _is_union(hint):
+    if origin in _UNIONS:
         return " or ".join(describe(option) for option in args)
     if origin is Literal:
         return "one of " + ", ".join(repr(value) for value in args)
