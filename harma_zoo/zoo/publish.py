@@ -72,8 +72,6 @@ def tensor_counts(path: str | Path) -> tuple[int, dict[str, int]]:
     return sum(groups.values()), dict(sorted(groups.items()))
 
 
-
-
 def _ordered(metrics: dict[str, Any]) -> dict[str, float]:
     """Metrics in reading order: R@1/5/10 image-to-text, then text-to-image, then mR, then any others."""
     rank = {key: position for position, key in enumerate(METRIC_KEYS)}
