@@ -103,8 +103,8 @@ class ResumeCheckpointHook(Hook):
         if changes and not self.resume_anyway:
             raise ValueError(
                 "the resume checkpoint belongs to a run with other settings: " + "; ".join(changes) + ". Resuming "
-                "would continue its schedule on this run's data and batches; pass --resume-anyway to do it anyway, "
-                "or train without --resume"
+                "would continue its schedule on this run's data and batches; start afresh, or resume anyway "
+                "(harma-zoo train --resume-anyway)"
             )
         if changes:
             runner.logger.warning("resuming anyway, although " + "; ".join(changes))
