@@ -48,30 +48,34 @@ local_backend.LocalBackend.put = put
 """
 
 
-def _harma_zoo(*argv: str, env: dict[str, str] | None = None, **options) -> subprocess.Popen:
+WAIT_S = 1200  # only a guard against waiting forever; a run here takes seconds on an idle machine
+
+
+def _harma_zoo(*argv: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A real `harma-zoo` process; its stdout and stderr go to ``log`` (a pipe nobody reads could block it)."""
     command = [sys.executable, "-m", "harma_zoo.cli", *argv]
-    environment = {**os.environ, **(env or {})}
-    return subprocess.Popen(command, env=environment, cwd=PROJECT, text=True, **options)
+    with log.open("w") as output:
+        return subprocess.Popen(command, env={**os.environ, **(env or {})}, cwd=PROJECT, stdout=output,
+                                stderr=subprocess.STDOUT)  # fmt: skip
 
 
-def _held_train(tmp_path: Path, recipe: Path, work_dir: Path, epoch: int) -> tuple[subprocess.Popen, Path]:
-    """A real `harma-zoo train`, held while it writes the resume checkpoint of ``epoch``."""
+def _held_train(tmp_path: Path, recipe: Path, work_dir: Path, epoch: int) -> tuple[subprocess.Popen, Path, Path]:
+    """A real `harma-zoo train`, held while it writes the resume checkpoint of ``epoch``: (process, marker, log)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    marker = tmp_path / "saving"
+    marker, log = tmp_path / "saving", tmp_path / "held.log"
     env = {"PYTHONPATH": str(hook), "HOLD_EPOCH": str(epoch), "HOLD_MARKER": str(marker)}
-    process = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 300
+    process = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), log=log, env=env)
+    deadline = time.monotonic() + WAIT_S
     while not marker.exists():
         if process.poll() is not None:
-            raise AssertionError(f"train ended before epoch {epoch} was saved: {process.communicate()}")
+            raise AssertionError(f"train ended before epoch {epoch} was saved: {log.read_text()}")
         if time.monotonic() > deadline:
             process.kill()
-            raise AssertionError(f"epoch {epoch}'s checkpoint was never written")
+            raise AssertionError(f"epoch {epoch}'s checkpoint was never written: {log.read_text()}")
         time.sleep(0.2)
-    return process, marker
+    return process, marker, log
 
 
 SMALL = {"train_images": 8, "val_images": 4, "size": 32, "seed": 0}  # 40 captions: 5 iterations an epoch
@@ -80,17 +84,15 @@ SMALL = {"train_images": 8, "val_images": 4, "size": 32, "seed": 0}  # 40 captio
 def test_a_kill_while_a_resume_checkpoint_is_saved_leaves_one_to_resume_from(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, schedule__epochs=3, data__synthetic=SMALL)
     work_dir = tmp_path / "run"
-    process, marker = _held_train(tmp_path, recipe, work_dir, epoch=2)
+    process, marker, _ = _held_train(tmp_path, recipe, work_dir, epoch=2)
     os.kill(process.pid, signal.SIGKILL)  # in the middle of writing epoch 2's checkpoint, its old one kept=1
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL
+    assert process.wait(WAIT_S) == -signal.SIGKILL
     assert Path(marker.read_text()).name != "epoch_2.pth"  # the half-written bytes never had the final name
     assert (work_dir / "epoch_1.pth").is_file()  # the previous checkpoint is still there, whole
 
-    resumed = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), "--resume",
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
+    log = tmp_path / "resumed.log"
+    resumed = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), "--resume", log=log)
+    assert resumed.wait(WAIT_S) == 0, log.read_text()
     assert read_metadata(work_dir / "last.safetensors")["extra"]["epoch"] == 3
     assert sorted(path.name for path in work_dir.glob("epoch_*")) == ["epoch_3.pth"]  # the leftover .tmp is gone
     assert Path((work_dir / "last_checkpoint").read_text()).name == "epoch_3.pth"
@@ -98,11 +100,11 @@ def test_a_kill_while_a_resume_checkpoint_is_saved_leaves_one_to_resume_from(tmp
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, schedule__epochs=2, data__synthetic=SMALL)
-    process, _ = _held_train(tmp_path, recipe, tmp_path / "run", epoch=1)
+    process, _, log = _held_train(tmp_path, recipe, tmp_path / "run", epoch=1)
     os.kill(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "interrupted" in out and "Traceback" not in out + err
+    assert process.wait(WAIT_S) == 130
+    output = log.read_text()
+    assert "interrupted" in output.splitlines()[-1] and "Traceback" not in output
 
 
 # --- what a resume checkpoint may hold ------------------------------------------------------------
@@ -125,12 +127,13 @@ def test_a_crafted_resume_checkpoint_runs_no_code_even_with_torchs_safety_off(tm
                work_dir / "epoch_1.pth")  # fmt: skip
     (work_dir / "last_checkpoint").write_text(str(work_dir / "epoch_1.pth"))
     unsafe = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    process = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), "--resume", env=unsafe,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    out, err = process.communicate(timeout=600)
+    log = tmp_path / "train.log"
+    process = _harma_zoo("train", str(recipe), "--work-dir", str(work_dir), "--resume", log=log, env=unsafe)
+    assert process.wait(WAIT_S) == 2
     assert not marker.exists()
-    assert process.returncode == 2 and "Traceback" not in out + err
-    (line,) = [line for line in out.splitlines() if line.startswith("error:")]
+    output = log.read_text()
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if line.startswith("error:")]
     assert "epoch_1.pth" in line and "more than tensors and plain data" in line
 
 
