@@ -61,9 +61,9 @@ def plugin_imports(args: argparse.Namespace) -> list[str]:
 
 def exit_code(error: BaseException) -> int:
     """What the process returns for ``error``: usage (2) or failure (1); see the module's docstring."""
-    from harma_zoo.hub.download import ChecksumError, FetchError  # imported when needed: keeps --help fast
+    from harma_zoo.hub.download import ChecksumError, FetchError, WeightsUnavailable  # here: keeps --help fast
 
-    if isinstance(error, (FetchError, ChecksumError)):
+    if isinstance(error, (FetchError, ChecksumError, WeightsUnavailable)):  # the input was fine, the hub was not
         return EXIT_FAILURE
     return EXIT_USAGE if isinstance(error, USAGE_ERRORS) else EXIT_FAILURE
 
