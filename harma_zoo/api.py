@@ -26,7 +26,7 @@ from harma_zoo.hub.entries import fetch_entry
 from harma_zoo.hub.index import BackboneEntry, CheckpointEntry, ZooIndex, load_index
 from harma_zoo.hub.references import has_weights, zoo_config
 from harma_zoo.model import RetrievalModel, build_model
-from harma_zoo.resources import project_folder, recipe_path
+from harma_zoo.resources import project_folder, project_recipe
 
 __all__ = [
     "CaptionTokenizer",
@@ -69,11 +69,14 @@ def _looks_like_file(name_or_path: str | Path) -> bool:
 
 
 def _recipe_seed(recipe: str) -> int | None:
-    """The seed of a project recipe (what seeded a random-weight backbone), None when there is no such recipe."""
+    """The seed of a project recipe (what seeded a random-weight backbone), None when there is no such recipe.
+
+    ``recipe`` is read from a checkpoint: only a recipe of that name in the project's recipes/ is read.
+    """
     from harma_zoo.engine.recipe import load_recipe
 
     try:
-        return int(load_recipe(recipe_path(recipe)).schedule.seed)
+        return int(load_recipe(project_recipe(recipe)).schedule.seed)
     except FileNotFoundError:
         return None
 

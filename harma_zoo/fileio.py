@@ -15,18 +15,25 @@ def _umask() -> int:
     return mask
 
 
+def set_usual_permissions(path: Path) -> None:
+    """``mkstemp`` makes files readable by their owner only; give ``path`` what ``open`` would (0666 less umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary_path)`` in ``path``'s folder, then rename over ``path``.
 
     A crash leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        set_usual_permissions(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

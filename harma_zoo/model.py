@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from harma_zoo.backbones.base import DualEncoder, TextTokens
 from harma_zoo.hub.index import ZooIndex
 from harma_zoo.hub.references import zoo_weights
 from harma_zoo.methods.base import Method
+from harma_zoo.plaindata import as_json_data
 from harma_zoo.registry import BACKBONES, LOSSES, METHODS, get_class
 
 
@@ -40,6 +42,20 @@ def build_method(config: Mapping[str, Any], backbone: DualEncoder) -> Method:
     """Method (not yet attached) sized for ``backbone`` from ``dict(type=NAME, **options)``."""
     name, options = _split_type(config, "method")
     return get_class(METHODS, name)(backbone, **options)
+
+
+def resolved_method(config: Mapping[str, Any], used: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``dict(type=NAME, **options)`` with every option the method has filled in, as plain JSON data.
+
+    Why: ``blocks=None`` written out and ``blocks`` left to its default are the same method; a checkpoint,
+    a registry entry and a recipe are compared (and published) in this one form. ``used`` holds the options
+    a built method reported (a checkpoint's ``extra.method_options``): they fill what a method sizes from
+    its backbone (HarMA's unset bottleneck) and what the config leaves None.
+    """
+    name, options = _split_type(config, "method")
+    resolved = dataclasses.asdict(get_class(METHODS, name).make_options(**options))
+    resolved.update({key: value for key, value in (used or {}).items() if resolved.get(key) is None})
+    return {"type": name, **as_json_data(resolved)}
 
 
 def build_loss(config: Mapping[str, Any]) -> nn.Module:

@@ -32,3 +32,16 @@ def recipe_path(name_or_path: str) -> Path:
         return candidate
     known = sorted(p.stem for p in folder.glob("*.py"))
     raise FileNotFoundError(f"no recipe {name_or_path!r}: not a file, and not one of: {', '.join(known)}")
+
+
+def project_recipe(name: str) -> Path:
+    """The recipe called ``name`` in the project's recipes/ folder, and nothing else.
+
+    For names read from a checkpoint or a registry entry: a recipe is Python and runs when read, so such
+    a name must never reach a file elsewhere (an absolute path, ``../``) the way a user's argument may.
+    """
+    folder = project_folder("recipes")
+    candidate = folder / f"{name}.py"
+    if not name or Path(name).name != name or name.startswith(".") or not candidate.is_file():
+        raise FileNotFoundError(f"no recipe named {name!r} in {folder}")
+    return candidate

@@ -22,7 +22,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 ENV_RECIPE = """\
 _base_ = ["{base}"]
 data = dict(root="{{{{$HARMA_ZOO_DATA:nowhere}}}}/synth", synthetic=dict(train_images=8, val_images=6, size=32, seed=0))
-work = "{{{{$HARMA_ZOO_HOME:nowhere}}}}"
+_work = "{{{{$HARMA_ZOO_HOME:nowhere}}}}"  # a helper variable: only read, for its environment line
 """
 
 

@@ -148,8 +148,8 @@ def test_a_data_root_found_nowhere_names_the_variable(tmp_path: Path, monkeypatc
 @pytest.mark.parametrize("limit", [0, -2, "ten", True])
 def test_data_limit_must_be_a_positive_number_of_images(trained, limit) -> None:
     recipe, _ = trained
-    with pytest.raises(ValueError, match="data.limit must be a positive number of images"):
-        load_split(load_recipe(recipe, {"data.limit": limit}), "val")
+    with pytest.raises(ValueError, match=r"data\.limit must be (at least 1|an integer or None), got"):
+        load_recipe(recipe, {"data.limit": limit})  # refused with the recipe, before any data is read
 
 
 @pytest.mark.needs_gpu

@@ -321,7 +321,7 @@ def test_local_files_are_copied_in(
         get(str(source), OTHER_SHA, filename="other.bin")
     with pytest.raises(FetchError, match="missing.bin"):
         get(str(tmp_path / "missing.bin"))
-    assert _files(cache) == sorted([path, unhashed])
+    assert _files(cache) == sorted([path, unhashed, Path(f"{unhashed}.sha256")])  # its first sha256, recorded
 
 
 def test_bad_arguments_are_refused_before_any_request(server: _Server, get: Callable[..., Path]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harma_zoo.data.readers import reader_spec
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.fileio import atomic_write
 from harma_zoo.hub.download import sha256_file
@@ -26,8 +27,9 @@ from harma_zoo.hub.index import (
     match_backbone,
     weights_option,
 )
+from harma_zoo.model import resolved_method
 from harma_zoo.zoo.cards import render_card
-from harma_zoo.zoo.publish import resolved_method, tensor_counts
+from harma_zoo.zoo.publish import tensor_counts
 
 
 def _registry_backbone(config: dict[str, Any]):
@@ -76,7 +78,11 @@ def checkpoint_entry(result: dict[str, Any], out: Path, backbone_name: str):
         method=resolved_method(result["method"]["options"], result["method"].get("used")),
         loss=result["loss"],
         recipe=result["config"],
-        dataset={"name": data["name"], **{k: data[k] for k in ("reader", "train", "val", "test") if data.get(k)}},
+        dataset={
+            "name": data["name"],
+            "reader": reader_spec(data["reader"])[0],  # the layout's name, as checkpoints record it
+            **{k: data[k] for k in ("train", "val", "test") if data.get(k)},
+        },
         selected_on=result.get("selected_on"),
         epoch=result.get("best_epoch"),
         metrics=result["metrics"],

@@ -29,7 +29,8 @@ from typing import Any
 
 from mmengine.config import Config
 
-from harma_zoo.engine.recipe import REQUIRED, load_recipe
+from harma_zoo.engine.recipe import load_recipe
+from harma_zoo.engine.recipe_schema import validate_recipe
 from harma_zoo.plaindata import as_json_data
 from harma_zoo.registry import BACKBONES, get_class
 from harma_zoo.resources import project_folder, recipe_path
@@ -236,9 +237,7 @@ def _run(
 ) -> BenchRun:
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    missing = [key for key in REQUIRED if key not in cfg]
-    if missing:
-        raise KeyError(f"{recipe} x {method} lacks section(s) {', '.join(missing)}")
+    validate_recipe(cfg, f"{recipe} x {method}")
     method_name = Path(method).stem
     dataset = dataset or dataset_label(recipe, recipe_file, cfg.data)
     run_id = safe_id(run_id) if run_id else safe_id(recipe, method_name)

@@ -25,7 +25,6 @@ from typing import Any
 
 from mmengine.config import Config
 from rich.console import Console
-from rich.markup import escape
 
 from harma_zoo import __version__
 from harma_zoo.bench.cards import write_bench_card
@@ -65,8 +64,10 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
         result = json.loads(result_file.read_text())
         if result.get("config_sha256") != fingerprint:
             console.print(
-                f"[yellow]{run.run_id}: kept the finished result, made with another configuration; "
-                f"delete {work_dir} to redo it[/yellow]"
+                f"{run.run_id}: kept the finished result, made with another configuration; "
+                f"delete {work_dir} to redo it",
+                style="yellow",
+                markup=False,
             )
         return result, False
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +75,9 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
     begun = work_dir / "config.sha256"  # the configuration the run was begun with
     if resumed and begun.is_file() and begun.read_text().strip() != fingerprint:
         console.print(
-            f"[yellow]{run.run_id}: resuming a run begun with another configuration; "
-            f"delete {work_dir} to start it afresh[/yellow]"
+            f"{run.run_id}: resuming a run begun with another configuration; delete {work_dir} to start it afresh",
+            style="yellow",
+            markup=False,
         )
     elif not resumed:
         atomic_write(begun, lambda temporary: temporary.write_text(fingerprint + "\n"))
@@ -188,7 +190,7 @@ def run_bench(
         except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
             message = f"{type(error).__name__}: {error}"
             failed[run.run_id] = {"error": message, "logs": _record_failure(runs_dir / run.run_id, error)}
-            console.print(f"[red]{run.run_id} failed:[/red] {escape(message)}")
+            console.print(f"{run.run_id} failed: {message}", style="red", markup=False, highlight=False)
             continue
         (done if did else skipped).append(run.run_id)
     results = finished_results(runs_dir)
@@ -208,7 +210,7 @@ def run_bench(
     if skipped:
         console.print(f"already finished, not redone: {', '.join(skipped)}", highlight=False)
     if failed:
-        console.print(f"[red]{len(failed)} of {len(runs)} run(s) failed[/red]; what each logged:", highlight=False)
+        console.print(f"{len(failed)} of {len(runs)} run(s) failed; what each logged:", style="red", markup=False)
         for run_id, failure in failed.items():
             logs = ", ".join(str(log) for log in failure["logs"])
             console.print(f"  {run_id}: {logs}", highlight=False, soft_wrap=True)

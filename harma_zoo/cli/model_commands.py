@@ -51,7 +51,9 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     path = recipe_path(args.recipe)
     cfg = load_recipe(path, args.cfg_options)
     work_dir = Path(args.work_dir or Path("work_dirs") / path.stem)
-    best = train(cfg, work_dir, launcher=args.launcher, resume=args.resume)
+    if args.resume_anyway and not args.resume:
+        raise ValueError("--resume-anyway goes with --resume")
+    best = train(cfg, work_dir, launcher=args.launcher, resume=args.resume, resume_anyway=args.resume_anyway)
     if best.get("metrics"):
         print_table(console, metrics_table({f"val, best epoch {best['epoch']}": best["metrics"]}))
         chosen = f"best adapter checkpoint (selected on validation mR): {work_dir / 'best.safetensors'}"
@@ -120,6 +122,11 @@ def add_commands(commands: Any) -> None:
     add_cfg_options(train)
     train.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="pytorch: under torchrun")
     train.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoint")
+    train.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="with --resume: continue although the data or schedule changed since the checkpoint (refused otherwise)",
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="retrieval metrics of a recipe's model on one split")

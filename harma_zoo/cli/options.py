@@ -8,19 +8,24 @@ from typing import Any
 REGISTRY_HELP = "registry folder (default: $HARMA_ZOO_REGISTRY, else the project's registry/)"
 
 
-class DictAction(argparse.Action):
+class KeyValues(argparse.Action):
     """mmengine's ``DictAction`` (``key=value`` pairs, values parsed as Python literals), imported only when
-    such an option is given: importing mmengine takes longer than the whole of ``harma-zoo --help``."""
+    such an option is given: importing mmengine takes longer than the whole of ``harma-zoo --help``. An item
+    without ``=`` is argparse's usage error, not a traceback."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from mmengine.config import DictAction as MMEngineDictAction
+        from mmengine.config import DictAction
 
-        action = MMEngineDictAction(self.option_strings, self.dest, nargs=self.nargs)
+        for item in values:
+            key, equals, _ = item.partition("=")
+            if not equals or not key:
+                raise argparse.ArgumentError(self, f"{item!r} is not KEY=VALUE (e.g. schedule.epochs=3)")
+        action = DictAction(self.option_strings, self.dest, nargs=self.nargs)
         action(parser, namespace, values, option_string)
 
 
 def add_cfg_options(parser: argparse.ArgumentParser, help: str = "override recipe values: key.sub=value") -> None:
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help=help)
+    parser.add_argument("--cfg-options", nargs="+", action=KeyValues, help=help)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +35,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default="open_clip:harma-tiny-vit",
         help="FAMILY[:VALUE], e.g. open_clip:ViT-B-32 or hf_clip:openai/clip-vit-base-patch32",
     )
-    parser.add_argument("--backbone-cfg", nargs="+", action=DictAction, help="extra backbone options key=value")
+    parser.add_argument("--backbone-cfg", nargs="+", action=KeyValues, help="extra backbone options key=value")
     parser.add_argument("--method", default="harma", help="registered method name")
     parser.add_argument(
-        "--method-cfg", nargs="+", action=DictAction, help="method options key=value, e.g. 'shared_towers=(image,text)'"
+        "--method-cfg", nargs="+", action=KeyValues, help="method options key=value, e.g. 'shared_towers=(image,text)'"
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from harma_zoo.cli.options import REGISTRY_HELP
 
@@ -56,7 +57,7 @@ def _index(args: argparse.Namespace, console: Console) -> int:
         text = "".join(f"{label}\t{error}\n" for label, error in report.skipped)
         atomic_write(listing, lambda temporary: temporary.write_text(text, encoding="utf-8"))
         for _, error in report.skipped[:_SHOWN]:  # each error names its file (and chip)
-            console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble(("skipped:", "yellow"), f" {error}"), highlight=False, soft_wrap=True)
         more = len(report.skipped) - _SHOWN
         console.print(
             f"{f'and {more} more; ' if more > 0 else ''}all skipped items are listed in {listing}", highlight=False

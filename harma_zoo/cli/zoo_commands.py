@@ -94,16 +94,13 @@ def _zoo_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def _zoo_fetch(args: argparse.Namespace, console: Console) -> int:
-    from harma_zoo.hub.download import ChecksumError, FetchError, WeightsUnavailable
     from harma_zoo.hub.entries import fetch_entry
     from harma_zoo.hub.index import load_index
 
     index = load_index(args.registry)
-    try:
-        result = fetch_entry(index, args.name, cache_dir=args.cache_dir, progress=not args.json)
-    except (ChecksumError, FetchError, WeightsUnavailable) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        return 1
+    result = fetch_entry(
+        index, args.name, cache_dir=args.cache_dir, progress=not args.json, force=args.force, timeout=args.timeout
+    )
     if args.json:
         document = {**vars(result), "path": str(result.path) if result.path else None}
         print(json.dumps(document, indent=2, default=str), file=args.stdout)
@@ -191,6 +188,10 @@ def add_commands(commands: Any) -> None:
     fetching.add_argument("name", help="a backbone or checkpoint entry of the registry")
     fetching.add_argument("--cache-dir", help="download folder (default $HARMA_ZOO_HOME/downloads)")
     fetching.add_argument("--json", action="store_true", help="print the result as JSON")
+    fetching.add_argument("--force", action="store_true", help="download again, even when the cache holds the file")
+    fetching.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds a silent server is waited for, per try (default 30)"
+    )
     fetching.add_argument("--registry", help=REGISTRY_HELP)
     fetching.set_defaults(run=_zoo_fetch)
 

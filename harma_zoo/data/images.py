@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from PIL import Image
 
@@ -15,6 +16,9 @@ __all__ = ["UnreadableImageError", "check_images", "load_image"]
 # Errors PIL raises on files it cannot identify or decode (UnidentifiedImageError is an OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _SHOWN = 5  # how many names an error message lists before "and N more"
+# Images with more pixels are refused before they are decoded: 6000 x 6000 decodes to ~100 MB of RGB, while a
+# 12000 x 12000 PNG of a few kB would cost 430 MB per copy. Aerial retrieval datasets hold images of < 1 Mpx.
+DEFAULT_MAX_IMAGE_PIXELS = 36_000_000
 
 
 class UnreadableImageError(ValueError):
@@ -49,11 +53,17 @@ def load_image(ref: str | bytes, name: str) -> Image.Image:
         raise UnreadableImageError(f"cannot decode {_describe(ref, name)}: {error}") from None
 
 
-def _decode_error(ref: str | bytes) -> str | None:
+def _decode_error(ref: str | bytes, max_pixels: int) -> str | None:
     """None when ``ref`` decodes, else why not. JPEGs are decoded at 1/8 scale: every
-    byte of the entropy-coded data is still read, so truncation is caught, ~3x faster."""
+    byte of the entropy-coded data is still read, so truncation is caught, ~3x faster.
+    The size is read from the header first: an image above ``max_pixels`` is never decoded."""
     try:
         with _open(ref) as image:
+            if image.width * image.height > max_pixels:
+                return (
+                    f"{image.width} x {image.height} = {image.width * image.height:,} pixels, above the limit of "
+                    f"{max_pixels:,} (data.max_image_pixels)"
+                )
             image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
     except FileNotFoundError:
@@ -68,17 +78,41 @@ def _listing(items: list[str]) -> str:
     return shown if len(items) <= _SHOWN else f"{shown} and {len(items) - _SHOWN} more"
 
 
-def check_images(
-    annotations: Annotations, skip_unreadable: bool = False, workers: int | None = None
-) -> tuple[Annotations, list[str]]:
-    """Verify that every image of ``annotations`` exists and decodes.
+def outside(annotations: Annotations, root: str | Path) -> list[str]:
+    """Image paths of ``annotations`` that do not lie under ``root``, compared as written (``..`` resolved,
+    links not followed: a link the user placed inside the root is the user's choice, a path in a
+    downloaded annotation file is not)."""
+    top = os.path.abspath(root)
+    return [
+        ref
+        for ref in annotations.images
+        if isinstance(ref, str) and os.path.commonpath([top, os.path.abspath(ref)]) != top
+    ]
 
-    A missing image file is always an error (FileNotFoundError naming the files and
-    the annotation source). An image that does not decode is an error
+
+def check_images(
+    annotations: Annotations,
+    skip_unreadable: bool = False,
+    workers: int | None = None,
+    *,
+    root: str | Path | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tuple[Annotations, list[str]]:
+    """Verify that every image of ``annotations`` is where it may be, exists, and decodes.
+
+    With ``root``, an image path outside it is an error (ValueError naming the paths):
+    an annotation file must not reach elsewhere on the disk. A missing image file is
+    always an error (FileNotFoundError naming the files and the annotation source). An
+    image that does not decode, or has more than ``max_pixels`` pixels, is an error
     (UnreadableImageError naming it) unless ``skip_unreadable``: then it is dropped
     with its captions. Returns the (possibly reduced) annotations and the names of
     the images skipped; the caller reports how many.
     """
+    if root is not None and (escaped := outside(annotations, root)):
+        raise ValueError(
+            f"{len(escaped)} image path(s) listed in {annotations.source} lie outside the image root {root}: "
+            f"{_listing(escaped)}; set data.images_outside_root=True if the recipe means it"
+        )
     missing = [ref for ref in annotations.images if isinstance(ref, str) and not os.path.isfile(ref)]
     if missing:
         raise FileNotFoundError(
@@ -87,7 +121,7 @@ def check_images(
         )
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        errors = list(pool.map(_decode_error, annotations.images))
+        errors = list(pool.map(lambda ref: _decode_error(ref, max_pixels), annotations.images))
     vanished = [ref for ref, error in zip(annotations.images, errors, strict=True) if error == "file does not exist"]
     if vanished:
         raise FileNotFoundError(

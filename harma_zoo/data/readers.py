@@ -21,7 +21,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,22 @@ __all__ = [
     "read_karpathy",
     "read_parquet",
     "read_table",
+    "reader_spec",
 ]
+
+
+def reader_spec(reader: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(layout, options) of a recipe's ``data.reader``: ``dict(type=LAYOUT, **options)``, or LAYOUT alone.
+
+    The bare name stays accepted as shorthand for ``dict(type=LAYOUT)``: recipes and published
+    checkpoints written before readers took options say ``reader="harma_json"``.
+    """
+    if isinstance(reader, str):
+        return reader, {}
+    if isinstance(reader, Mapping) and isinstance(reader.get("type"), str):
+        options = dict(reader)
+        return options.pop("type"), options
+    raise ValueError(f"data.reader must be dict(type=LAYOUT, **options) or a LAYOUT name, got {reader!r}")
 
 
 def read_annotations(
@@ -82,6 +97,8 @@ def _load_json(path: Path) -> Any:
         raise ValueError(
             f"annotation file {path} is not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}"
         ) from None
+    except RecursionError:
+        raise ValueError(f"annotation file {path} nests its JSON too deeply; expected a list of entries") from None
 
 
 def _image_root(path: Path, image_root: PathLike | None) -> Path:
@@ -338,6 +355,8 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{where} is not valid JSON (column {error.colno}): {error.msg}") from None
+        except RecursionError:
+            raise ValueError(f"{where} nests its JSON too deeply; expected an object") from None
         if not isinstance(row, dict):
             raise ValueError(f"{where} is a {type(row).__name__}; expected an object with keys 'image', 'caption'")
         yield where, row

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from harma_zoo import __version__
 from harma_zoo.fileio import atomic_write
-from harma_zoo.model import RetrievalModel
+from harma_zoo.model import RetrievalModel, resolved_method
 from harma_zoo.plaindata import as_json_data
 
 FORMAT = "harma-zoo-adapter/1"
@@ -81,6 +81,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return {key: json.loads(value) if key in JSON_FIELDS else value for key, value in raw.items()}
 
 
+def same_method(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two method configs are one method: compared with every default filled in (``blocks=None``
+    written out equals ``blocks`` left out); options a method does not know are compared as written."""
+    try:
+        return resolved_method(one) == resolved_method(other)
+    except (KeyError, TypeError, ValueError):
+        return as_json_data(one) == as_json_data(other)
+
+
 def load_adapter(model: RetrievalModel, path: str | Path, method: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load an adapter checkpoint into ``model`` after checking it belongs there; returns its metadata."""
     path = Path(path)
@@ -91,7 +100,7 @@ def load_adapter(model: RetrievalModel, path: str | Path, method: dict[str, Any]
             f"but this backbone's fingerprint is {model.backbone_fingerprint[:16]}... "
             f"(checkpoint backbone: {metadata['backbone']})"
         )
-    if method is not None and as_json_data(method) != metadata["method"]:
+    if method is not None and not same_method(method, metadata["method"]):
         raise ValueError(
             f"{path} holds method {metadata['method']}, but the model was built with {as_json_data(method)}"
         )

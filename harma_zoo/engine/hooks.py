@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harma_zoo.data.annotations import Annotations
 from harma_zoo.engine.checkpoint import save_adapter
 from harma_zoo.engine.evaluation import evaluate
+from harma_zoo.engine.resume import signature_changes
 
 HISTORY_MARK = "__mmengine_history_buffer__"
 
@@ -74,19 +75,39 @@ class ResumeCheckpointHook(Hook):
 
     priority = "VERY_HIGH"
 
+    def __init__(self, run: dict[str, Any] | None = None, resume_anyway: bool = False) -> None:
+        """``run``: what the run must keep to be resumed (``resume.run_signature``); a checkpoint whose
+        run differs is refused, naming what changed, unless ``resume_anyway``."""
+        self.run = run
+        self.resume_anyway = resume_anyway
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner_model(runner)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
         checkpoint["meta"]["backbone_fingerprint"] = retrieval_model(runner).backbone_fingerprint
+        if self.run is not None:
+            checkpoint["meta"]["harma_run"] = self.run
         checkpoint["meta"] = _message_hub_data(checkpoint["meta"])
         checkpoint["message_hub"] = _message_hub_data(checkpoint["message_hub"])
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # mmengine's resume runs ``meta.config`` as a Python config file (to count GPUs): a checkpoint is data.
+        checkpoint.get("meta", {}).pop("config", None)
         expected = retrieval_model(runner).backbone_fingerprint
         found = checkpoint.get("meta", {}).get("backbone_fingerprint")
         if found != expected:
             raise ValueError(f"resume checkpoint was made on backbone {found}, this run's backbone is {expected}")
+        saved = checkpoint["meta"].get("harma_run")
+        changes = signature_changes(saved, self.run) if saved is not None and self.run is not None else []
+        if changes and not self.resume_anyway:
+            raise ValueError(
+                "the resume checkpoint belongs to a run with other settings: " + "; ".join(changes) + ". Resuming "
+                "would continue its schedule on this run's data and batches; start afresh, or resume anyway "
+                "(harma-zoo train --resume-anyway)"
+            )
+        if changes:
+            runner.logger.warning("resuming anyway, although " + "; ".join(changes))
         checkpoint["message_hub"] = _rebuilt(checkpoint["message_hub"])
         model = runner_model(runner)
         for name, value in model.state_dict().items():

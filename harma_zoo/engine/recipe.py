@@ -1,4 +1,8 @@
-"""Reading a recipe: its config file, command-line overrides, and the data splits it names."""
+"""Reading a recipe: its config file, command-line overrides, and the data splits it names.
+
+Trust: a ``.py`` recipe is Python and runs as code when it is read (only recipes the user names
+are read). A ``.yml``/``.yaml`` recipe is data: it is read with PyYAML's safe loader.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,60 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from mmengine.config import Config
 from mmengine.dist import barrier, is_main_process
+from mmengine.fileio import register_handler
+from mmengine.fileio.handlers import YamlHandler
 from mmengine.logging import MMLogger
 from mmengine.runner import set_random_seed
 
 from harma_zoo.data.annotations import Annotations
-from harma_zoo.data.images import check_images
+from harma_zoo.data.images import DEFAULT_MAX_IMAGE_PIXELS, check_images
+from harma_zoo.data.readers import read_annotations, reader_spec
 from harma_zoo.data.synthetic import write_synthetic_dataset
 from harma_zoo.engine.console import quiet_console
+from harma_zoo.engine.recipe_schema import MMENGINE_KEYS, PRIVATE_PREFIX, validate_recipe
 from harma_zoo.model import RetrievalModel, build_model
+from harma_zoo.plaindata import as_json_data
 from harma_zoo.plugins import PluginError
-from harma_zoo.registry import READERS, get_class
 from harma_zoo.resources import checkout_root
 
-REQUIRED = ("backbone", "method", "data", "schedule")
+RECIPE_SUFFIXES = (".py", ".yml", ".yaml", ".json")
+
+
+@register_handler(["yaml", "yml"])
+class SafeYamlHandler(YamlHandler):
+    """mmengine reads YAML with PyYAML's full loader, which builds Python objects (``!!python/object/apply``
+    runs code); YAML recipes, and the ``_base_`` files they name, are data, so they get the safe loader."""
+
+    def load_from_fileobj(self, file: Any, **kwargs: Any) -> Any:
+        kwargs["Loader"] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(file, **kwargs)
+
+
+def read_config(path: Path) -> Config:
+    """The config file at ``path`` as mmengine composes it; whatever goes wrong names the file."""
+    if path.suffix not in RECIPE_SUFFIXES:
+        raise ValueError(f"recipe {path}: a recipe file ends in {', '.join(RECIPE_SUFFIXES)}; got {path.name!r}")
+    try:
+        return Config.fromfile(str(path))  # imports the recipe's custom_imports (mmengine does)
+    except ImportError as error:
+        raise PluginError(f"recipe {path}: {_import_failure(error)}") from error
+    except SyntaxError as error:
+        raise ValueError(f"recipe {path}: syntax error at line {error.lineno}: {error.msg}") from error
+    except RecursionError:
+        raise ValueError(f"recipe {path}: its _base_ files include each other without end") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"recipe {path}: not a safe YAML recipe ({' '.join(str(error).split())})") from error
+    except Exception as error:  # running a Python recipe can raise anything; say which recipe did
+        raise ValueError(f"recipe {path} cannot be read: {type(error).__name__}: {error}") from error
 
 logger = logging.getLogger(__name__)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """The recipe at ``path`` with ``key.sub=value`` overrides merged in; checks its sections.
+    """The recipe at ``path`` with ``key.sub=value`` overrides merged in, checked against the recipe schema.
 
     A recipe's ``custom_imports = dict(imports=[...], allow_failed_imports=False)`` (its own or a
     ``_base_``'s) are imported here, so the plug-ins it names are registered before anything is built.
@@ -36,17 +73,21 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
     quiet_console(MMLogger.get_current_instance())  # mmengine logs each environment variable a recipe reads
-    try:
-        cfg = Config.fromfile(str(path))  # imports the recipe's custom_imports (mmengine does)
-    except ImportError as error:
-        raise PluginError(f"recipe {path}: {_import_failure(error)}") from error
+    cfg = read_config(path)
+    private = sorted(key for key in overrides or {} if key.startswith(PRIVATE_PREFIX) and key not in MMENGINE_KEYS)
+    if private:
+        raise ValueError(
+            f"recipe {path}: --cfg-options {private[0]}: names starting with '_' are a recipe file's own helper "
+            "variables, which harma-zoo does not read"
+        )
     if overrides:
-        cfg.merge_from_dict(overrides)
-    missing = [key for key in REQUIRED if key not in cfg]
-    if missing:
-        raise KeyError(f"recipe {path} lacks section(s) {', '.join(missing)}")
+        try:
+            cfg.merge_from_dict(overrides)
+        except (KeyError, TypeError, ValueError) as error:  # e.g. a value where the recipe holds a section
+            raise ValueError(f"recipe {path}: cannot apply --cfg-options {overrides}: {error}") from None
     cfg.setdefault("loss", {"type": "harma"})
     cfg.setdefault("name", path.stem)
+    validate_recipe(cfg, str(path))
     return cfg
 
 
@@ -56,6 +97,13 @@ def _import_failure(error: ImportError) -> str:
     cause = inner.__cause__ or inner.__context__
     first = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
     return f"{first} ({type(cause).__name__}: {cause})" if cause is not None else first
+
+
+def dataset_name(data: dict[str, Any]) -> str:
+    """A recipe's dataset, by name: ``synthetic`` for the built-in one, else the data root's folder name."""
+    if data.get("synthetic"):
+        return "synthetic"
+    return Path(str(data.get("root", ""))).name or "unknown"
 
 
 def build_recipe_model(cfg: Config) -> RetrievalModel:
@@ -103,10 +151,8 @@ def split_paths(cfg: Config, split: str) -> tuple[Path, Path]:
     return root / data[split], root / data.get("image_root", "")
 
 
-def _first_images(annotations: Annotations, limit: Any) -> Annotations:
-    """The first ``limit`` images of a split and their captions (``data.limit``: try a recipe on N images)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"data.limit must be a positive number of images, got {limit!r}")
+def _first_images(annotations: Annotations, limit: int) -> Annotations:
+    """The first ``limit`` images of a split and their captions (``data.limit``, checked by the recipe schema)."""
     return annotations.subset(range(min(limit, annotations.num_images)))
 
 
@@ -122,14 +168,21 @@ def load_split(cfg: Config, split: str) -> Annotations:
             write_synthetic_dataset(cfg.data.root, **cfg.data.synthetic)
         barrier()
     annotation_file, image_root = split_paths(cfg, split)
-    reader = get_class(READERS, cfg.data.reader)
-    annotations = reader(annotation_file, image_root=image_root, split=cfg.data.get(f"{split}_split"))
+    layout, options = reader_spec(cfg.data.reader)
+    annotations = read_annotations(
+        layout, annotation_file, image_root=image_root, split=cfg.data.get(f"{split}_split"), **options
+    )
     if cfg.data.get(f"{split}_classes"):
         annotations = annotations.of_classes(cfg.data[f"{split}_classes"])
     if cfg.data.get("limit") is not None:
         annotations = _first_images(annotations, cfg.data.limit)
     try:
-        annotations, skipped = check_images(annotations, skip_unreadable=cfg.data.get("skip_unreadable", False))
+        annotations, skipped = check_images(
+            annotations,
+            skip_unreadable=cfg.data.get("skip_unreadable", False),
+            root=None if cfg.data.get("images_outside_root", False) else image_root,
+            max_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+        )
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}; the images are looked for under {image_root} (data.root, from {DATA_VARIABLE}): "
@@ -143,7 +196,12 @@ def load_split(cfg: Config, split: str) -> Annotations:
 
 
 def save_info(cfg: Config, train: Annotations, val: Annotations) -> dict[str, Any]:
-    """What an adapter checkpoint records about the run that made it."""
+    """What an adapter checkpoint records about the run that made it.
+
+    The dataset's ``name`` is recorded so that ``publish`` reads it as data and never needs the recipe;
+    the reader as its layout name (what checkpoints always recorded), its options apart when it has any.
+    """
+    layout, reader_options = reader_spec(cfg.data.reader)
     return {
         "backbone": cfg.backbone.to_dict(),
         "method": cfg.method.to_dict(),
@@ -151,7 +209,9 @@ def save_info(cfg: Config, train: Annotations, val: Annotations) -> dict[str, An
         "recipe": cfg.name,
         "seed": cfg.schedule.seed,
         "dataset": {
-            "reader": cfg.data.reader,
+            "name": dataset_name(cfg.data),
+            "reader": layout,
+            **({"reader_options": as_json_data(reader_options)} if reader_options else {}),
             "train": str(cfg.data.train),
             "val": str(cfg.data.val),
             "train_images": len(train.images),

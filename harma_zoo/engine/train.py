@@ -19,6 +19,7 @@ from harma_zoo.data.datasets import CaptionPairs, collate_pairs
 from harma_zoo.engine.console import quiet_console
 from harma_zoo.engine.hooks import RetrievalValidationHook
 from harma_zoo.engine.recipe import build_recipe_model, load_split, save_info
+from harma_zoo.engine.resume import resume_checkpoint, run_signature
 from harma_zoo.engine.runner_model import RunnerModel
 from harma_zoo.engine.seeding import SeededSamples
 from harma_zoo.model import RetrievalModel
@@ -75,8 +76,14 @@ class QuietRunner(Runner):
         return quiet_console(super().build_logger(log_level, log_file, **kwargs))
 
 
-def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False) -> Runner:
-    """A Runner that trains ``cfg``'s method on its backbone and validates every epoch."""
+def build_runner(
+    cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False, resume_anyway: bool = False
+) -> Runner:
+    """A Runner that trains ``cfg``'s method on its backbone and validates every epoch.
+
+    ``resume`` continues from the newest resume checkpoint in ``work_dir``, loaded weights-only, and refuses
+    one saved by a run with other data or schedule unless ``resume_anyway``.
+    """
     use_cuda = torch.cuda.is_available()
     if launcher != "none" and not is_distributed():  # before sizing the schedule by world size
         if use_cuda:
@@ -129,11 +136,15 @@ def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resu
         optim_wrapper=optim_wrapper,
         param_scheduler=lr_schedule(total_iters, schedule.warmup_ratio, schedule.decay),
         default_hooks=dict(
-            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1, save_last=True),
+            checkpoint=dict(type="AtomicCheckpointHook", interval=1, max_keep_ckpts=1, save_last=True),
             logger=dict(type="LoggerHook", interval=schedule.log_interval),
         ),
         custom_hooks=[
-            dict(type="ResumeCheckpointHook"),
+            dict(
+                type="ResumeCheckpointHook",
+                run=run_signature(cfg, train_split, val_split, world),
+                resume_anyway=resume_anyway,
+            ),
             dict(type="SampleEpochHook"),
             dict(type="RichProgressHook"),
             validation,
@@ -145,13 +156,16 @@ def build_runner(cfg: Config, work_dir: str | Path, launcher: str = "none", resu
         # in one process within the same second would otherwise share them (and one log folder)
         experiment_name=f"{cfg.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}",
         resume=resume,
+        load_from=resume_checkpoint(work_dir) if resume else None,
         cfg=cfg,
     )
 
 
-def train(cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False) -> dict[str, Any]:
+def train(
+    cfg: Config, work_dir: str | Path, launcher: str = "none", resume: bool = False, resume_anyway: bool = False
+) -> dict[str, Any]:
     """Train, validating every epoch; returns the best validation result (mR and its epoch)."""
-    runner = build_runner(cfg, work_dir, launcher, resume)
+    runner = build_runner(cfg, work_dir, launcher, resume, resume_anyway)
     runner.train()
     validation = next(h for h in runner.hooks if isinstance(h, RetrievalValidationHook))
     return validation.best

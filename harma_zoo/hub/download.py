@@ -2,14 +2,23 @@
 
 A file lands at ``<cache>/<sha256 or a hash of the URL>/<filename>``, so two different files that
 share a name never collide, and the same content published under several URLs is stored once.
-Only finished (and, when a sha256 is given, verified) files ever carry their final name: bytes
-arrive in ``<final>.part`` next to it and are moved into place with ``os.replace``. A
-``<final>.lock`` held with ``fcntl.flock`` makes concurrent fetches of one file, from threads or
-processes, download it once; the others wait and then return the finished copy.
+Only finished and checked files ever carry their final name: bytes arrive in ``<final>.part`` next
+to it, are checked (the length announced, the size the registry states, no HTML page, the sha256
+when one is given) and are moved into place with ``os.replace``. A file without a published sha256
+has the sha256 of its first download recorded in ``<final>.sha256`` (and the caller says so); the
+cached copy is checked against it on every later call. A ``<final>.lock`` held with ``fcntl.flock``
+makes concurrent fetches of one file, from threads or processes, download it once; the others wait
+and then return the finished copy.
+
+A hostile or broken server gets nothing past these checks: a body is bounded by the size the
+registry states, a response without a length is refused unless that size is known, an HTML page
+(an error or login page) is refused, only redirects to http(s) are followed, and a server silent
+for ``timeout`` seconds is given up on (each try; ``retries`` more tries follow).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import os
@@ -21,13 +30,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from harma_zoo import __version__
-from harma_zoo.fileio import lock_current_file
+from harma_zoo.fileio import atomic_write, lock_current_file
 
 _STREAM_CHUNK = 64 * 1024  # small enough for a lively progress bar
 _HASH_CHUNK = 1024 * 1024
@@ -37,6 +47,8 @@ SHA256 = re.compile(SHA256_PATTERN)
 # What may succeed when asked again: the server or the network had a bad moment.
 _TRANSIENT = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 _TRANSIENT_STATUSES = {408, 425, 429}  # besides every 5xx
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+RECORD_SUFFIX = ".sha256"  # the sha256 of a file's first download, when no sha256 was published
 
 
 class FetchError(RuntimeError):
@@ -88,6 +100,8 @@ def fetch(
     *,
     cache_dir: str | Path | None = None,
     filename: str | None = None,
+    size: int | None = None,
+    force: bool = False,
     retries: int = 3,
     progress: bool = True,
     timeout: float = 30.0,
@@ -105,34 +119,56 @@ def fetch(
 
     With ``sha256`` a cached file is re-hashed on every call (a bad one is fetched again) and a
     download that does not match raises :class:`ChecksumError` and is removed. Without it the
-    file is cached under a hash of the URL and trusted as is. ``filename`` defaults to the last
-    component of the URL's path. ``progress`` draws a bar on stderr for HTTP downloads of known
-    size; ``timeout`` bounds each network wait in seconds.
+    file is cached under a hash of the URL, and the sha256 of its first download is recorded
+    beside it (:func:`recorded_sha256`): later calls check the cached copy against that. ``size``
+    (the registry's, when it states one) bounds the download and must match it. ``force``
+    downloads again whatever the cache holds. ``filename`` defaults to the last component of the
+    URL's path. ``progress`` draws a bar on stderr for HTTP downloads of known size; ``timeout``
+    is how many seconds a silent server is waited for, per try.
     """
     url = _as_url(url)
     expected = _expected_sha256(sha256)
     name = _checked_filename(filename or _default_filename(url))
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    if size is not None and size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
     folder = Path(cache_dir or zoo_home() / "downloads") / (expected or hashlib.sha256(url.encode()).hexdigest())
     final = folder / name
-    if _is_good(final, expected):
+    record = folder / f"{name}{RECORD_SUFFIX}"
+    if not force and _is_good(final, expected or recorded_sha256(final)):
         return final
     with _exclusive(folder / f"{name}.lock"):
-        if _is_good(final, expected):  # another process finished it while this one waited
+        if not force and _is_good(final, expected or recorded_sha256(final)):  # another process finished it
             return final
-        final.unlink(missing_ok=True)  # a corrupted copy: the cache should only hold good files
+        final.unlink(missing_ok=True)  # a corrupted, unchecked or unwanted copy: the cache only holds good files
+        record.unlink(missing_ok=True)
         part = folder / f"{name}.part"
         scheme = urlsplit(url).scheme
         if scheme in ("http", "https"):
-            _with_retries(lambda: _http_attempt(url, part, timeout, progress), url, retries, backoff)
+            attempt = functools.partial(_http_attempt, url, part, timeout, progress, size)
+            _with_retries(attempt, url, retries, backoff, timeout)
         elif scheme == "hf":
             _link_or_copy(_hf_download(url, hf_cache_dir), part)
         else:
             shutil.copyfile(_local_source(url), part)
+        _check_size(part, size, url)
         _verify(part, expected, url)
+        if expected is None:
+            digest = sha256_file(part)
+            atomic_write(record, lambda temporary: temporary.write_text(digest + "\n"))
         os.replace(part, final)
     return final
+
+
+def recorded_sha256(path: str | Path) -> str | None:
+    """The sha256 recorded at the first download of a cached file that had none published, else None."""
+    record = Path(f"{path}{RECORD_SUFFIX}")
+    try:
+        text = record.read_text().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return text if SHA256.fullmatch(text) else None
 
 
 def _as_url(url: str) -> str:
@@ -168,7 +204,15 @@ def _checked_filename(name: str) -> str:
 
 
 def _is_good(path: Path, expected: str | None) -> bool:
-    return path.is_file() and (expected is None or sha256_file(path) == expected)
+    """A cached file is good when its sha256 is the one expected; a file with none to compare is not."""
+    return expected is not None and path.is_file() and sha256_file(path) == expected
+
+
+def _check_size(part: Path, size: int | None, url: str) -> None:
+    if size is not None and part.stat().st_size != size:
+        got = part.stat().st_size
+        part.unlink()
+        raise ChecksumError(f"{url} gave {got} bytes, the registry states {size}; the download was removed")
 
 
 def _verify(part: Path, expected: str | None, url: str) -> None:
@@ -198,44 +242,80 @@ def _exclusive(lock: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _with_retries(attempt: Callable[[], None], url: str, retries: int, backoff: float) -> None:
+def _with_retries(attempt: Callable[[], None], url: str, retries: int, backoff: float, timeout: float) -> None:
     for failures in range(retries + 1):
         try:
             return attempt()
         except _TRANSIENT as err:
             if failures == retries:
-                raise FetchError(f"could not download {url} after {retries + 1} tries: {err}") from err
+                timed_out = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
+                why = f"the server sent nothing for {timeout:g} s" if timed_out else str(err)
+                raise FetchError(f"could not download {url} after {retries + 1} tries: {why}") from err
             time.sleep(backoff * 2**failures)
 
 
-def _http_attempt(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """One request into ``part``: extends it when the server honours Range, else starts over."""
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ``ftp://`` too (a hostile server sent one that hung for minutes)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            fp.close()
+            raise FetchError(f"{req.full_url} redirects to {newurl}: only redirects to http(s) are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
+
+
+def _http_attempt(url: str, part: Path, timeout: float, progress: bool, size: int | None) -> None:
+    """One request into ``part``: extends it when the server honours Range, else starts over.
+
+    The body is bounded: by the length the server announces (which must fit the registry's ``size``),
+    else by ``size``; a response with neither is refused, since a body cut short could not be told
+    from a whole one.
+    """
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _USER_AGENT} | ({"Range": f"bytes={offset}-"} if offset else {})
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = _OPENER.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as err:
         err.close()
         if err.code == 416 and offset:  # the leftover is no prefix the server can extend
             part.unlink()
-            return _http_attempt(url, part, timeout, progress)
+            return _http_attempt(url, part, timeout, progress, size)
         if err.code >= 500 or err.code in _TRANSIENT_STATUSES:
             raise
         raise FetchError(f"could not download {url}: HTTP {err.code} {err.reason}") from err
     with response:
+        kind = response.headers.get_content_type()
+        if kind in _HTML_TYPES:
+            raise FetchError(f"{url} answered with an HTML page ({kind}), not the file: an error or login page?")
         if response.status == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
             part.unlink()
             raise ConnectionError(f"server answered Range bytes={offset}- with {response.headers['Content-Range']}")
         done = offset if response.status == 206 else 0  # 200: the server ignored Range
         length = response.headers.get("Content-Length")
-        total = done + int(length) if length else None
+        total = done + int(length) if length and length.isdigit() else size
+        if total is None:
+            raise FetchError(
+                f"{url} sent no Content-Length and the registry states no size, so a body cut short could not be "
+                "told from a whole one; refused"
+            )
+        if size is not None and total != size:
+            raise ChecksumError(f"{url} announces {total} bytes, the registry states {size}; not downloaded")
         label = part.name.removesuffix(".part")
         with part.open("ab" if done else "wb") as out, _progress_bar(label, done, total, progress) as advance:
             while chunk := response.read(_STREAM_CHUNK):
+                done += len(chunk)
+                if done > total:
+                    out.close()
+                    part.unlink()
+                    raise ChecksumError(f"{url} sent more than the {total} bytes expected; stopped and removed")
                 out.write(chunk)
                 advance(len(chunk))
-                done += len(chunk)
-    if total is not None and done < total:  # http.client returns a short body quietly when the peer hangs up
+    if done < total:  # http.client returns a short body quietly when the peer hangs up
         raise ConnectionError(f"connection closed after {done} of {total} bytes")
 
 

@@ -70,7 +70,8 @@ def fetch_entry(
     hub id are downloaded by the family's loader into its own cache (``path`` stays None). Raises
     ``KeyError`` for an unknown name, :class:`ChecksumError` (naming both hashes) for wrong bytes,
     :class:`FetchError` when no source gives the file, :class:`WeightsUnavailable` when the family's
-    loader cannot download its weights. ``options`` go to :func:`harma_zoo.hub.download.fetch`.
+    loader cannot download its weights. A checkpoint's download is bounded by the size its entry
+    states. ``options`` (``force``, ``timeout`` ...) go to :func:`harma_zoo.hub.download.fetch`.
     """
     entry = index.entry(name)
     options = {"cache_dir": cache_dir, "progress": progress, **options}
@@ -82,21 +83,22 @@ def fetch_entry(
             result.notes.append(loader_note(entry))
             result.config = family_config(entry)
             return result
-        expected = entry.weights.sha256
+        expected, size = entry.weights.sha256, None
         urls = [index.resolve_url(entry.weights.source)]
     else:
         result = Fetched(name=name, kind="checkpoint")
-        expected = entry.sha256
+        expected, size = entry.sha256, entry.size
         urls = [index.resolve_url(url) for url in entry.urls]
-    result.path, result.url = _fetch_first(urls, expected, **options)
+    result.path, result.url = _fetch_first(urls, expected, size=size, **options)
     result.sha256 = expected or sha256_file(result.path)
     result.verified = expected is not None
     if isinstance(entry, BackboneEntry):
         result.config = family_config(entry, result.path)
         if expected is None:
             result.notes.append(
-                f"{name}: the registry has no sha256 for this file, so it was not verified; its "
-                f"sha256 is {result.sha256} (check it, then record it in the registry)"
+                f"{name}: the registry has no sha256 for this file, so it was not verified; the sha256 of its "
+                f"first download, {result.sha256}, is recorded beside it and later fetches are checked against "
+                "it (check it, then record it in the registry)"
             )
     else:
         backbone = index.backbone(entry.backbone)

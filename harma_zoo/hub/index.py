@@ -297,6 +297,8 @@ def read_entries(path: Path) -> list[Any]:
         raise RegistryError(file, None, None, "registry file is missing")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise RegistryError(file, None, None, f"not UTF-8 text (byte {error.start}: {error.reason})") from None
     except yaml.YAMLError as error:
         raise RegistryError(file, None, None, f"not valid YAML ({error})") from error
     if data is None:

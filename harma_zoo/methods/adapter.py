@@ -48,6 +48,8 @@ class Adapter(Method):
         towers: tuple[str, ...] = ("image", "text")
 
         def __post_init__(self) -> None:
+            if self.bottleneck < 1:
+                raise ValueError(f"bottleneck must be a positive integer, got {self.bottleneck}")
             self.towers = tuple(self.towers)
             if not self.towers or set(self.towers) - {"image", "text"}:
                 raise ValueError(f"towers may hold 'image' and 'text', got {list(self.towers)}")

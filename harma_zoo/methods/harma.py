@@ -123,12 +123,26 @@ class HarMA(Method):
         shared_towers: tuple[str, ...] = ("text",)  # ("image", "text") as in the paper
 
         def __post_init__(self) -> None:
+            for name in ("bottleneck", "shared_width", "heads"):
+                value = getattr(self, name)
+                if value is not None and value < 1:
+                    raise ValueError(f"{name} must be a positive integer, got {value}")
+            self.check_heads()
             self.shared_towers = tuple(self.shared_towers)
             unknown = set(self.shared_towers) - {"image", "text"}
             if unknown:
                 raise ValueError(f"shared_towers may hold 'image' and 'text', got {sorted(unknown)}")
             if self.blocks is not None:
                 self.blocks = tuple(self.blocks)
+
+        def check_heads(self) -> None:
+            """Each attention splits its width over the heads: checked once the sizes are known."""
+            if self.heads is None:
+                return
+            for name in ("bottleneck", "shared_width"):
+                value = getattr(self, name)
+                if value is not None and value % self.heads:
+                    raise ValueError(f"{name} ({value}) must be a multiple of heads ({self.heads})")
 
     def __init__(self, backbone: DualEncoder, **options) -> None:
         super().__init__(backbone, **options)
@@ -139,6 +153,7 @@ class HarMA(Method):
             scaled = sizes_for_width(width, o.bottleneck, o.shared_width)
             o.bottleneck, o.shared_width = scaled[:2]
             o.heads = o.heads or scaled[2]
+            o.check_heads()
             if o.bottleneck > width:
                 warnings.warn(
                     f"harma: bottleneck {o.bottleneck} is wider than the {width}-wide tower it adapts; "

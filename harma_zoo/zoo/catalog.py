@@ -57,16 +57,9 @@ def checkpoint_rows(index: ZooIndex, filters: Filters = Filters()) -> list[dict[
     return rows
 
 
-def dataset_name(data: dict[str, Any]) -> str:
-    """A recipe's dataset, by name: ``synthetic`` for the built-in one, else the data root's folder name."""
-    if data.get("synthetic"):
-        return "synthetic"
-    return Path(str(data.get("root", ""))).name or "unknown"
-
-
 def recipe_summary(path: Path, index: ZooIndex | None = None) -> dict[str, Any]:
     """Name, backbone (config and the registry entry it is), method, dataset and schedule of a recipe file."""
-    from harma_zoo.engine.recipe import load_recipe  # mmengine config parsing: only when recipes are listed
+    from harma_zoo.engine.recipe import dataset_name, load_recipe  # mmengine config parsing: only when listed
 
     cfg = load_recipe(path)
     backbone = cfg.backbone.to_dict()

@@ -29,6 +29,7 @@ import _compat_pickle
 import logging
 import pickle
 import sys
+import zipfile
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -260,6 +261,14 @@ def _refused_globals(path: Path) -> list[str]:
         return []
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (``code/``, ``constants.pkl``) that only ``torch.jit.load`` runs."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
 def load_reference_checkpoint(path: str | Path) -> Any:
     """Read a ``torch.save``d checkpoint without unpickling anything but tensors and plain data.
 
@@ -270,6 +279,8 @@ def load_reference_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"reference checkpoint {path} does not exist")
+    if _is_torchscript(path):
+        raise ValueError(f"{path} is a TorchScript archive; expected a torch.save({{'model': ...}}) checkpoint")
     refused = _refused_globals(path)  # scanning first spares reading the tensors twice
     if not refused:
         try:

@@ -8,9 +8,9 @@ registry is rewritten atomically under a lock, and re-publishing a name replaces
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -23,7 +23,8 @@ from safetensors import safe_open
 from harma_zoo import __version__
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.metric import METRIC_KEYS
-from harma_zoo.fileio import atomic_write, lock_current_file
+from harma_zoo.engine.recipe import dataset_name, load_recipe
+from harma_zoo.fileio import atomic_write, lock_current_file, set_usual_permissions
 from harma_zoo.hub.download import sha256_file
 from harma_zoo.hub.index import (
     CHECKPOINTS_FILE,
@@ -39,9 +40,10 @@ from harma_zoo.hub.index import (
     read_entries,
 )
 from harma_zoo.hub.schema import modeline
+from harma_zoo.model import resolved_method
 from harma_zoo.plaindata import as_json_data
+from harma_zoo.resources import project_recipe
 from harma_zoo.zoo.cards import write_card
-from harma_zoo.zoo.catalog import dataset_name
 
 CHECKPOINT_FILE = "best.safetensors"
 HEADER = (
@@ -70,20 +72,6 @@ def tensor_counts(path: str | Path) -> tuple[int, dict[str, int]]:
     return sum(groups.values()), dict(sorted(groups.items()))
 
 
-def resolved_method(method: dict[str, Any], used: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The method's options with every default filled in (a HarMA run's ``shared_towers``, say).
-
-    ``used`` holds the options the built method reported (a checkpoint's ``extra.method_options``): they
-    fill what a method sizes from its backbone (HarMA's unset bottleneck) and what this config leaves None.
-    """
-    from harma_zoo.registry import METHODS, get_class
-
-    options = {key: value for key, value in method.items() if key != "type"}
-    resolved = dataclasses.asdict(get_class(METHODS, method["type"]).make_options(**options))
-    resolved.update({key: value for key, value in (used or {}).items() if resolved.get(key) is None})
-    return {"type": method["type"], **as_json_data(resolved)}
-
-
 def _ordered(metrics: dict[str, Any]) -> dict[str, float]:
     """Metrics in reading order: R@1/5/10 image-to-text, then text-to-image, then mR, then any others."""
     rank = {key: position for position, key in enumerate(METRIC_KEYS)}
@@ -91,20 +79,20 @@ def _ordered(metrics: dict[str, Any]) -> dict[str, float]:
     return {key: float(metrics[key]) for key in keys}
 
 
-def infer_dataset(run_dir: Path, recipe: str) -> str:
-    """The dataset's name, from the recipe mmengine saved in the run folder, else from ``recipes/``."""
-    from harma_zoo.engine.recipe import load_recipe
-    from harma_zoo.resources import recipe_path
+def infer_dataset(metadata: dict[str, Any], recipe: str, shown_as: Path) -> str:
+    """The dataset's name: as the checkpoint records it, else from the recipe of that name in ``recipes/``.
 
-    candidates = [run_dir / f"{recipe}.py"]
+    Nothing from the run folder or the checkpoint's header is ever run: a recipe is Python, and a header
+    may name any file. Only a recipe of the project's own ``recipes/`` folder, named as a plain name, is read.
+    """
+    recorded = (metadata.get("dataset") or {}).get("name")
+    if isinstance(recorded, str) and recorded:
+        return recorded
     with suppress(FileNotFoundError):
-        candidates.append(recipe_path(recipe))
-    for path in candidates:
-        if path.is_file():
-            return dataset_name(load_recipe(path).data.to_dict())
+        return dataset_name(load_recipe(project_recipe(recipe)).data.to_dict())
     raise ValueError(
-        f"cannot tell the dataset of {run_dir}: neither {candidates[0]} nor a recipe {recipe!r} in "
-        "recipes/ exists; pass --dataset NAME"
+        f"cannot tell the dataset of {shown_as}: the checkpoint records none and {recipe!r} is no recipe "
+        "in recipes/; pass --dataset NAME"
     )
 
 
@@ -124,35 +112,41 @@ def build_entry(
     card: str,
     backbone: str | None = None,
     dataset: str | None = None,
-    run_dir: Path | None = None,
     recipe: str | None = None,
+    shown_as: Path | None = None,
 ) -> CheckpointEntry:
-    """The registry entry of an adapter checkpoint file, from its metadata and tensors."""
+    """The registry entry of an adapter checkpoint file, from its metadata and tensors.
+
+    Every fact comes from ``checkpoint`` itself (publish passes its own copy, so that a file replaced
+    meanwhile cannot be described in part); messages name it as ``shown_as``.
+    """
+    shown_as = shown_as or checkpoint
     metadata = read_metadata(checkpoint)
     config = metadata["backbone"]
     if backbone is not None:
         backbone_entry = index.backbone(backbone)
         if not backbone_matches(backbone_entry, config):
             raise ValueError(
-                f"{checkpoint} was trained on backbone {config}, which is not entry {backbone!r} "
+                f"{shown_as} was trained on backbone {config}, which is not entry {backbone!r} "
                 f"({backbone_entry.family}, {backbone_entry.architecture}, {backbone_entry.weights})"
             )
     else:
         backbone_entry = match_backbone(index, config)
         if backbone_entry is None:
             raise ValueError(
-                f"{checkpoint}: no entry in {display_path(index.root / 'backbones.yaml')} is the "
+                f"{shown_as}: no entry in {display_path(index.root / 'backbones.yaml')} is the "
                 f"backbone {config}; add one (or name one with --backbone)"
             )
     extra = metadata.get("extra") or {}
     recorded = dict(metadata.get("dataset") or {})
     selected_on = extra.get("selected_on", recorded.pop("selected_on", None))
     recorded.pop("selected_on", None)
+    recorded.pop("name", None)
     if selected_on == "test":
-        raise ValueError(f"{checkpoint} was selected on the test split; the zoo publishes no such checkpoint")
+        raise ValueError(f"{shown_as} was selected on the test split; the zoo publishes no such checkpoint")
     recipe = recipe or metadata.get("recipe") or ""
     if dataset is None:
-        dataset = infer_dataset(run_dir or checkpoint.parent, recipe)
+        dataset = infer_dataset(metadata, recipe, shown_as)
     trainable, groups = tensor_counts(checkpoint)
     return CheckpointEntry(
         name=name,
@@ -172,6 +166,19 @@ def build_entry(
         backbone_fingerprint=metadata["backbone_fingerprint"],
         toolkit_version=metadata.get("toolkit_version", __version__),
     )
+
+
+@contextmanager
+def _staged_copy(checkpoint: Path, folder: Path) -> Iterator[Path]:
+    """A copy of ``checkpoint`` in ``folder`` (read once), removed on the way out unless it was renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{checkpoint.name}.", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        shutil.copyfile(checkpoint, temporary)
+        yield Path(temporary)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -212,7 +219,7 @@ def publish(
         base_url: the file's public folder (``https://host/zoo``); the entry's URL is then ``base_url/<file>``,
             else the file's path relative to the project root (or an absolute ``file://`` URL outside it).
         backbone: the backbone entry's name; default: the entry whose config the checkpoint records.
-        dataset: the dataset's name; default: from the recipe.
+        dataset: the dataset's name; default: as the checkpoint records it, else from its recipe in recipes/.
         cards_dir: where the card goes (default ``<project root>/model_cards``).
         recipe: the recipe that reproduces the run (default: the one the checkpoint records; a bench run
             records its composed config, so name the recipe in recipes/ that it equals).
@@ -226,57 +233,62 @@ def publish(
         )
     index = load_index(registry)
     root = index.project_root
-    name = name or read_metadata(checkpoint).get("recipe") or ""
-    if not NAME.fullmatch(name):
-        raise ValueError(f"cannot publish as {name!r}: a name is 1-100 letters, digits, '.', '_' or '-' (--name)")
-    if name in index.backbones:
-        raise ValueError(f"{name!r} is the name of a backbone entry; choose another --name")
     files = Path(files_dir) if files_dir is not None else root / "zoo_files"
     cards = Path(cards_dir) if cards_dir is not None else root / "model_cards"
-    digest = sha256_file(checkpoint)
-    target = files / f"{name}-{digest[:8]}.safetensors"
-    if base_url:
-        url = f"{base_url.rstrip('/')}/{target.name}"
-    else:
-        relative = _relative_or_absolute(target, root)
-        url = relative if not Path(relative).is_absolute() else target.resolve().as_uri()
-    card_path = cards / f"{name}.md"
-    entry = build_entry(
-        index,
-        checkpoint,
-        name=name,
-        url=url,
-        card=_relative_or_absolute(card_path, root),
-        backbone=backbone,
-        dataset=dataset,
-        run_dir=run_dir if run_dir.is_dir() else None,
-        recipe=recipe,
-    )
-    registry_file = index.root / CHECKPOINTS_FILE
+    # The checkpoint is read once, into a copy beside its final place; the entry describes that copy and the
+    # copy is what gets renamed into place, so the registry's sha256 is the published file's even when a
+    # run still training replaces the original meanwhile.
+    with _staged_copy(checkpoint, files) as copy:
+        name = name or read_metadata(copy).get("recipe") or ""
+        if not NAME.fullmatch(name):
+            raise ValueError(f"cannot publish as {name!r}: a name is 1-100 letters, digits, '.', '_' or '-' (--name)")
+        if name in index.backbones:
+            raise ValueError(f"{name!r} is the name of a backbone entry; choose another --name")
+        digest = sha256_file(copy)
+        target = files / f"{name}-{digest[:8]}.safetensors"
+        if base_url:
+            url = f"{base_url.rstrip('/')}/{target.name}"
+        else:
+            relative = _relative_or_absolute(target, root)
+            url = relative if not Path(relative).is_absolute() else target.resolve().as_uri()
+        card_path = cards / f"{name}.md"
+        entry = build_entry(
+            index,
+            copy,
+            name=name,
+            url=url,
+            card=_relative_or_absolute(card_path, root),
+            backbone=backbone,
+            dataset=dataset,
+            recipe=recipe,
+            shown_as=checkpoint,
+        )
+        registry_file = index.root / CHECKPOINTS_FILE
 
-    with _locked(registry_file):
-        raw = read_entries(registry_file)  # again, under the lock: another publish may have added one
-        old = next((item for item in raw if isinstance(item, dict) and item.get("name") == name), None)
-        new_raw = [entry_dict(entry) if item is old else item for item in raw]
-        if old is None:
-            new_raw.append(entry_dict(entry))
-        check_checkpoints(index, new_raw)  # nothing is written unless the whole new file is valid
-        copied = not target.is_file() or sha256_file(target) != digest
-        if copied:
-            atomic_write(target, lambda temporary: shutil.copyfile(checkpoint, temporary))
-        old_card = card_path.read_bytes() if card_path.is_file() else None
-        try:
-            write_card(entry, index.backbone(entry.backbone), card_path)
-            _write_registry(registry_file, new_raw)
-        except BaseException:
-            if old_card is not None:
-                atomic_write(card_path, lambda temporary: temporary.write_bytes(old_card))
-            else:
-                card_path.unlink(missing_ok=True)
+        with _locked(registry_file):
+            raw = read_entries(registry_file)  # again, under the lock: another publish may have added one
+            old = next((item for item in raw if isinstance(item, dict) and item.get("name") == name), None)
+            new_raw = [entry_dict(entry) if item is old else item for item in raw]
+            if old is None:
+                new_raw.append(entry_dict(entry))
+            check_checkpoints(index, new_raw)  # nothing is written unless the whole new file is valid
+            copied = not target.is_file() or sha256_file(target) != digest
             if copied:
-                target.unlink(missing_ok=True)
-            raise
-        _remove_replaced_files(old, root, files, keep=target)
+                set_usual_permissions(copy)
+                os.replace(copy, target)
+            old_card = card_path.read_bytes() if card_path.is_file() else None
+            try:
+                write_card(entry, index.backbone(entry.backbone), card_path)
+                _write_registry(registry_file, new_raw)
+            except BaseException:
+                if old_card is not None:
+                    atomic_write(card_path, lambda temporary: temporary.write_bytes(old_card))
+                else:
+                    card_path.unlink(missing_ok=True)
+                if copied:
+                    target.unlink(missing_ok=True)
+                raise
+            _remove_replaced_files(old, root, files, keep=target)
     return entry
 
 

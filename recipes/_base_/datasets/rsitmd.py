@@ -1,6 +1,6 @@
 # RSITMD in the HarMA JSON layout; image paths in the files look like train/bridge_942.tif.
 data = dict(
-    reader="harma_json",
+    reader=dict(type="harma_json"),
     root="{{$HARMA_ZOO_DATA:../shared/data}}/rsitmd",
     image_root="images",
     train="rsitmd_train.json",

@@ -1,7 +1,7 @@
 # The built-in synthetic dataset: drawn by the package itself (no download) into data.root
 # on first use. Procedural aerial-like scenes with five template captions each.
 data = dict(
-    reader="harma_json",
+    reader=dict(type="harma_json"),
     root="{{$HARMA_ZOO_HOME:work_dirs}}/synthetic-data",
     synthetic=dict(train_images=800, val_images=200, size=64, seed=0),
     image_root="",
