@@ -22,6 +22,7 @@ from harma_zoo.registry import READERS, get_class
 from harma_zoo.resources import checkout_root
 
 REQUIRED = ("backbone", "method", "data", "schedule")
+MODEL_OPTIONS = ("checkpoint_blocks",)  # the optional ``model`` section: how the model runs, not what it computes
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,23 @@ def build_recipe_model(cfg: Config) -> RetrievalModel:
 
     Random initialisations (tiny backbones, adapters) are then the same in training
     and in every later evaluation, so the backbone fingerprint in a checkpoint matches.
+    ``model.checkpoint_blocks=True`` recomputes the backbone's blocks in the backward pass
+    (``DualEncoder.checkpoint_blocks``): less memory, the same gradients.
     """
     # Frozen random or small weights produce subnormal floats that slow CPU math ~20x; every run and
     # evaluation builds its model here, so this is where they are flushed, before any compute starts.
     torch.set_flush_denormal(True)
+    options = dict(cfg.get("model") or {})
+    unknown = sorted(set(options) - set(MODEL_OPTIONS))
+    if unknown:
+        raise KeyError(
+            f"recipe {cfg.name}: unknown model option(s) {', '.join(unknown)}; known: {', '.join(MODEL_OPTIONS)}"
+        )
     set_random_seed(cfg.schedule.seed)
-    return build_model(cfg.backbone, cfg.method, cfg.get("loss"))
+    model = build_model(cfg.backbone, cfg.method, cfg.get("loss"))
+    if options.get("checkpoint_blocks"):
+        model.backbone.checkpoint_blocks()
+    return model
 
 
 DATA_VARIABLE = "HARMA_ZOO_DATA"  # where the recipes look for the shared datasets (default ../shared/data)
