@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from harma_zoo.methods.harma import GatedAdapter, SharedModule, sizes_for_width
+from harma_zoo.methods.harma import GatedAdapter, SelfAttention, SharedModule, sizes_for_width
 from harma_zoo.model import build_backbone, build_method
 
 TINY = {"type": "open_clip", "arch": "harma-tiny-vit"}
@@ -133,6 +133,25 @@ def test_the_adapter_follows_the_documented_formula() -> None:
     a = torch.sigmoid(adapter.block_gate)
     expected = a * (h + adapter.up(b * z0 + (1 - b) * z2)) + (1 - a) * h
     torch.testing.assert_close(adapter(h, shared), expected)
+
+
+@pytest.mark.parametrize("tokens", [50, 77])
+def test_the_adapter_attention_computes_what_its_multihead_attention_module_computes(tokens: int) -> None:
+    """The direct forward (one projection, SDPA, output projection) against nn.MultiheadAttention's own:
+    values and every gradient, to float rounding."""
+    torch.manual_seed(0)
+    attention = SelfAttention(32, 8).train()
+    x = torch.randn(4, tokens, 32, requires_grad=True)
+    direct = attention(x)
+    direct.square().sum().backward()
+    grads = [x.grad.clone(), *(p.grad.clone() for p in attention.parameters())]
+    x.grad = None
+    attention.zero_grad()
+    reference = attention.attn(x, x, x, need_weights=False)[0]
+    reference.square().sum().backward()
+    torch.testing.assert_close(direct, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(grads, [x.grad, *(p.grad for p in attention.parameters())], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_gates_start_at_the_specified_value_and_up_layers_at_zero() -> None:
