@@ -140,12 +140,13 @@ def run_side_by_side(
     def launch(run: BenchRun) -> str | None:
         devices = slots.get()
         where = f"GPUs {devices}" if devices is not None else "CPU"
-        console.print(f"{run.run_id}: started on {where}, log {runs_dir / run.run_id / LOG_NAME}", highlight=False)
+        log = runs_dir / run.run_id / LOG_NAME
+        console.print(f"{run.run_id}: started on {where}, log {log}", highlight=False, markup=False)
         try:
             error = run_in_child(run, runs_dir, nproc, devices)
         finally:
             slots.put(devices)
-        console.print(f"{run.run_id}: {'finished' if error is None else 'failed'}", highlight=False)
+        console.print(f"{run.run_id}: {'finished' if error is None else 'failed'}", highlight=False, markup=False)
         return error
 
     with ThreadPoolExecutor(max_workers=parallel_runs) as pool:  # threads only wait for the processes

@@ -214,7 +214,7 @@ def run_bench(
                 done.append(run_id)
             else:
                 failed[run_id] = error
-                console.print(f"[red]{run_id} failed:[/red] {error}", highlight=False)
+                console.print(f"[red]{run_id} failed:[/red] {escape(error)}")
     results = finished_results(runs_dir)
     outcome = {"ran": done, "skipped": skipped, "failed": failed, "rows": [], "files": {}, "cards": []}
     if results:
