@@ -7,6 +7,9 @@ neither 0 nor 100). ``how``:
 - ``chunked``: ``harma_zoo.engine.metric.retrieval_metrics`` (blocks of images, never the full matrix).
 - ``brute``: the full ``images x captions`` similarity matrix, both directions ranked by ``argsort``
   (the rank of every entry via the inverse permutation); random floats do not tie, so both agree.
+- ``matmul``: the similarity products alone, the floor of any exact evaluation: blocks of as many
+  images as ``retrieval_metrics`` scores at once (its default block budget, for distinct captions)
+  times every caption, into one reused buffer. No metric comes out of it.
 
 The baseline of the peak-RSS figure is taken after the embeddings exist, with the kernel's peak mark reset
 to the RSS of that moment (the temporaries of drawing them would otherwise hide a smaller peak).
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._proc import emit, max_rss_mib, reset_peak_rss, worker_args
-from harma_zoo.engine.metric import recalls_from_ranks, retrieval_metrics
+from harma_zoo.engine.metric import DEFAULT_BLOCK_BYTES, recalls_from_ranks, retrieval_metrics
 
 CAPTIONS_PER_IMAGE = 5
 
@@ -54,14 +57,27 @@ def brute_force_metrics(images: torch.Tensor, texts: torch.Tensor, caption_image
     return recalls_from_ranks(i2t, t2i)
 
 
+def similarity_products(images: torch.Tensor, texts: torch.Tensor) -> None:
+    """Every image-caption product, block by block as ``retrieval_metrics`` forms them, and nothing else."""
+    rows = min(images.shape[0], max(1, DEFAULT_BLOCK_BYTES // (2 * texts.shape[0] * texts.element_size())))
+    texts_t = texts.T
+    buffer = torch.empty(rows, texts.shape[0], dtype=texts.dtype, device=texts.device)
+    for start in range(0, images.shape[0], rows):
+        block = images[start : start + rows]
+        torch.mm(block, texts_t, out=buffer[: block.shape[0]])
+
+
 def main() -> None:
     args = worker_args()
     images, texts, caption_image = synthetic(args["images"], args["dim"])
     peak_reset = reset_peak_rss()
     baseline = max_rss_mib()
     start = time.perf_counter()
+    metrics = {"mR": None}
     if args["how"] == "brute":
         metrics = brute_force_metrics(images, texts, caption_image)
+    elif args["how"] == "matmul":
+        similarity_products(images, texts)
     else:
         metrics = retrieval_metrics(images, texts, caption_image)
     seconds = time.perf_counter() - start

@@ -2,21 +2,26 @@
 
 1. One training step per method on OpenCLIP ViT-B-32 (random weights): median time and peak-RSS growth,
    against ``full``.
-2. Encoding throughput with ``harma`` attached against the bare backbone.
-3. Evaluation at RSITMD / RSICD / NWPU-Captions sizes: ``retrieval_metrics`` against a brute-force
-   full-matrix argsort.
-4. Start-up of the command line: wall time of ``harma-zoo --help`` and ``--version`` (target: under a second).
-5. Archive search: indexing throughput against bare encoding (goal >= 0.9x), query latency p50/p95 of
+2. ``harma`` against ``full`` and against the floor of any method inside a frozen backbone (frozen
+   forward + input-gradient backward), the three workers alive at once and their steps interleaved.
+3. The paper's batch (428) in chunks of 32 against an unchunked batch-32 step: memory and time per sample.
+4. Encoding throughput with ``harma`` attached against the bare backbone.
+5. Evaluation at RSITMD / RSICD / NWPU-Captions sizes: ``retrieval_metrics`` against a brute-force
+   full-matrix argsort and against the similarity products alone (the machine's matrix-multiply time).
+6. Start-up of the command line: wall time of ``harma-zoo --help`` and ``--version`` (target: under a second).
+7. Archive search: indexing throughput against bare encoding (goal >= 0.9x), query latency p50/p95 of
    exact and IVF-PQ indexes over 100k and 1M synthetic vectors with IVF-PQ's recall@10 and bytes per
    vector, and ``harma-zoo serve`` under 32 concurrent clients for 20 s on 127.0.0.1.
 
 Every measurement runs in its own subprocess (``python -m benchmarks.<module>``) so that peak RSS
-(``ru_maxrss``) is that measurement's alone. ``--quick`` shrinks everything for a fast check.
+(``ru_maxrss``) is that measurement's alone. ``--quick`` shrinks everything for a fast check. The JSON's
+``goals`` lists each goal of issue 13 with its figure, its limit and whether it is met.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,7 +39,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py` from anywhere
 
-from benchmarks._proc import run_worker  # noqa: E402
+from benchmarks._proc import SteppingWorker, run_worker  # noqa: E402
 from harma_zoo.fileio import atomic_write  # noqa: E402
 
 BACKBONE = {"type": "open_clip", "arch": "ViT-B-32"}
@@ -44,6 +49,21 @@ WITHOUT_ATTENTION_LAYOUT = ("harma", "full")
 # (name, images); five captions per image.
 EVAL_SIZES = (("RSITMD", 452), ("RSICD", 1093), ("NWPU-Captions", 31500))
 BYTES_PER_GIB = 2**30
+# The interleaved comparison: the floor of any method inside a frozen backbone, HarMA, full fine-tuning.
+INTERLEAVED = ("floor", "harma", "full")
+PAPER_BATCH = 428
+# Issue 13's goals: (key, what, limit); a figure meets its goal when it is at most the limit.
+GOALS = (
+    ("chunked_memory", "peak memory growth, harma batch 428 in chunks of 32 / unchunked batch 32", 1.3),
+    ("chunked_time_per_sample", "time per sample, harma batch 428 in chunks of 32 / unchunked batch 32", 1.4),
+    ("harma_vs_full_time", "step time, harma / full (median of interleaved steps)", 0.70),
+    ("harma_vs_full_memory", "peak memory growth, harma / full", 0.55),
+    ("evaluation_vs_matmul", "NWPU-Captions evaluation time / its similarity products alone", 1.5),
+    # "memory as today or less": against the committed run's figure, with 5% for run-to-run RSS noise
+    ("evaluation_memory", "NWPU-Captions evaluation peak RSS growth / the committed figure", 1.05),
+)
+PARTS = ("train", "interleaved", "chunked", "encoding", "evaluation", "cli", "search")
+COMMITTED = Path(__file__).resolve().parent / "results" / "cpu-2-cores.json"  # "memory as today"
 
 
 def _ratio(value: float | None, reference: float | None) -> float | None:
@@ -115,6 +135,115 @@ def bench_train(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return {"settings": settings, "results": rows, "attention_layout_speedup": speedups}
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def bench_interleaved(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """floor, harma and full alive at once; each round steps each of them, in a rotating order."""
+    settings = {"backbone": BACKBONE, "batch": args.batch, "image_size": 224, "threads": args.threads}
+    rounds = args.warmup + args.interleaved_steps
+    console.log(f"interleaved steps: {', '.join(INTERLEAVED)}, {args.warmup} warm-up + {args.interleaved_steps} timed")
+    times: dict[str, list[float | None]] = {method: [] for method in INTERLEAVED}
+    with contextlib.ExitStack() as stack:
+        workers = {
+            method: stack.enter_context(SteppingWorker("benchmarks.train_step", {**settings, "method": method}))
+            for method in INTERLEAVED
+        }
+        for index in range(rounds):
+            order = INTERLEAVED[index % 3 :] + INTERLEAVED[: index % 3]
+            for method in order:
+                times[method].append(workers[method].step())
+        results = {method: worker.finish() for method, worker in workers.items()}
+    timed_steps = {method: [t for t in values[args.warmup :] if t is not None] for method, values in times.items()}
+    for method, result in results.items():
+        result["step_s"] = timed_steps[method]
+        result.update({f"step_s_{key}": value for key, value in _spread(timed_steps[method]).items()})
+    harma, full, floor = timed_steps["harma"], timed_steps["full"], timed_steps["floor"]
+    per_round = [h / f for h, f in zip(harma, full, strict=False)]
+    comparison = {
+        "time_ratio_harma_vs_full": _ratio(results["harma"].get("step_s_median"), results["full"].get("step_s_median")),
+        "time_ratio_per_round": _spread(per_round),
+        "memory_ratio_harma_vs_full": _ratio(
+            results["harma"].get("peak_rss_growth_mib"), results["full"].get("peak_rss_growth_mib")
+        ),
+        "harma_above_floor": _ratio(results["harma"].get("step_s_median"), results["floor"].get("step_s_median")),
+        "floor_vs_full": _ratio(results["floor"].get("step_s_median"), results["full"].get("step_s_median")),
+        "floor_per_round_vs_full": _spread([a / b for a, b in zip(floor, full, strict=False)]),
+    }
+    table = Table(
+        title=f"Interleaved steps, ViT-B-32, batch {args.batch}: {args.interleaved_steps} timed rounds after "
+        f"{args.warmup} warm-up, each round stepping every worker (rotating order)"
+    )
+    for column in ("step", "median s", "min s", "max s", "peak RSS growth MiB"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for method, result in results.items():
+        if "error" in result:
+            table.add_row(method, f"[red]{result['error']}[/red]", "", "", "")
+            continue
+        table.add_row(
+            "floor (frozen fwd + input-grad bwd)" if method == "floor" else method,
+            _fmt(result["step_s_median"], ".2f"),
+            _fmt(result["step_s_min"], ".2f"),
+            _fmt(result["step_s_max"], ".2f"),
+            _fmt(result["peak_rss_growth_mib"], ",.0f"),
+        )
+    console.print(table)
+    spread = comparison["time_ratio_per_round"]
+    console.print(
+        f"harma / full: time {_fmt(comparison['time_ratio_harma_vs_full'], '.2f')} (per round "
+        f"{_fmt(spread['min'], '.2f')}-{_fmt(spread['max'], '.2f')}), memory "
+        f"{_fmt(comparison['memory_ratio_harma_vs_full'], '.2f')}; harma / floor "
+        f"{_fmt(comparison['harma_above_floor'], '.2f')}, floor / full {_fmt(comparison['floor_vs_full'], '.2f')}"
+    )
+    return {"settings": {**settings, "warmup": args.warmup, "steps": args.interleaved_steps}, "results": results,
+            "comparison": comparison}  # fmt: skip
+
+
+def bench_chunked(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """A batch of ``--paper-batch`` rows in chunks of ``--chunk`` against an unchunked step of ``--chunk`` rows."""
+    settings = {"backbone": BACKBONE, "method": "harma", "image_size": 224, "threads": args.threads}
+    console.log(f"train step: harma, batch {args.chunk} unchunked")
+    small = run_worker(
+        "benchmarks.train_step", {**settings, "batch": args.chunk, "warmup": args.warmup, "steps": args.steps}
+    )
+    console.log(f"train step: harma, batch {args.paper_batch} in chunks of {args.chunk}")
+    chunked = run_worker(
+        "benchmarks.train_step",
+        {**settings, "batch": args.paper_batch, "chunk_size": args.chunk, "warmup": 1, "steps": args.chunked_steps},
+    )
+    comparison = {
+        "memory_ratio": _ratio(chunked.get("peak_rss_growth_mib"), small.get("peak_rss_growth_mib")),
+        "time_per_sample_ratio": _ratio(
+            chunked["step_s_median"] / args.paper_batch if "step_s_median" in chunked else None,
+            small["step_s_median"] / args.chunk if "step_s_median" in small else None,
+        ),
+    }
+    table = Table(
+        title=f"The paper's batch in chunks: harma on ViT-B-32, {args.paper_batch} rows in chunks of {args.chunk}"
+    )
+    for column in ("step", "step s", "s per sample", "peak RSS growth MiB"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for name, row, batch in (
+        (f"batch {args.chunk}, unchunked", small, args.chunk),
+        (f"batch {args.paper_batch}, chunk {args.chunk}", chunked, args.paper_batch),
+    ):
+        if "error" in row:
+            table.add_row(name, f"[red]{row['error']}[/red]", "", "")
+            continue
+        seconds = row["step_s_median"]
+        table.add_row(name, f"{seconds:.2f}", f"{seconds / batch:.3f}", f"{row['peak_rss_growth_mib']:,.0f}")
+    console.print(table)
+    console.print(
+        f"chunked / unchunked: memory {_fmt(comparison['memory_ratio'], '.2f')}, time per sample "
+        f"{_fmt(comparison['time_per_sample_ratio'], '.2f')}"
+    )
+    return {"settings": {**settings, "chunk": args.chunk, "paper_batch": args.paper_batch},
+            "results": {"unchunked": small, "chunked": chunked}, "comparison": comparison}  # fmt: skip
+
+
 def bench_encoding(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     console.log("encoding throughput")
     settings = {
@@ -171,6 +300,8 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
             chunked = run_worker(
                 "benchmarks.evaluation", {"images": images, "dim": dim, "how": "chunked"}, timeout=args.eval_timeout
             )
+        console.log(f"evaluation: {name} similarity products alone (matrix-multiply limit), D={dim}")
+        matmul = run_worker("benchmarks.evaluation", {"images": images, "dim": dim, "how": "matmul"})
         fits, need_gib = _fits(images, available)
         if fits:
             console.log(f"evaluation: {name} brute force, D={dim}")
@@ -189,6 +320,8 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
                 "dim": dim,
                 "note": note,
                 "retrieval_metrics": chunked,
+                "matmul": matmul,
+                "time_ratio_vs_matmul": _ratio(chunked.get("seconds"), matmul.get("seconds")),
                 "brute_force": brute,
                 "same_mR": ("mR" in chunked and "mR" in brute and abs(chunked["mR"] - brute["mR"]) < 1e-9) or None,
             }
@@ -199,6 +332,8 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
         "D",
         "retrieval_metrics s",
         "peak RSS MiB",
+        "products alone s",
+        "time x products",
         "brute force s",
         "peak RSS MiB",
         "time x brute",
@@ -210,7 +345,7 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
         chunked, brute = row["retrieval_metrics"], row["brute_force"]
         size = f"{row['dataset']} {row['images']:,} x {row['captions']:,}"
         if "error" in chunked:
-            table.add_row(size, str(row["dim"]), f"[red]{chunked['error']}[/red]", "", "", "", "", "", "")
+            table.add_row(size, str(row["dim"]), f"[red]{chunked['error']}[/red]", *[""] * 8)
             continue
         if "error" in brute:
             brute_cells = (f"[yellow]{brute.get('short', brute['error'])}[/yellow]", "", "", "", "-")
@@ -220,18 +355,33 @@ def bench_evaluation(args: argparse.Namespace, console: Console) -> dict[str, An
             brute_cells = (
                 f"{brute['seconds']:.2f}",
                 f"{brute['peak_rss_growth_mib']:,.0f}",
-                f"{row['time_ratio_vs_brute']:.2f}",
-                f"{row['rss_ratio_vs_brute']:.2f}",
+                _fmt(row["time_ratio_vs_brute"], ".2f"),
+                _fmt(row["rss_ratio_vs_brute"], ".2f"),
                 "yes" if row["same_mR"] else "[red]NO[/red]",
             )
+        matmul = row["matmul"]
+        matmul_cells = (
+            (f"[red]{matmul['error']}[/red]", "-")
+            if "error" in matmul
+            else (f"{matmul['seconds']:.2f}", _fmt(row["time_ratio_vs_matmul"], ".2f"))
+        )
         table.add_row(
-            size, str(row["dim"]), f"{chunked['seconds']:.2f}", f"{chunked['peak_rss_growth_mib']:,.0f}", *brute_cells
+            size,
+            str(row["dim"]),
+            f"{chunked['seconds']:.2f}",
+            f"{chunked['peak_rss_growth_mib']:,.0f}",
+            *matmul_cells,
+            *brute_cells,
         )
     console.print(table)
     for row in rows:
         if row["note"]:
             console.print(f"{row['dataset']}: {row['note']}")
-    console.print("Peak RSS = growth of ru_maxrss over its value once the embeddings exist.")
+    console.print(
+        "Peak RSS = growth of ru_maxrss over its value once the embeddings exist. Products alone = every "
+        "image-caption dot product, in the blocks retrieval_metrics uses, and nothing else: the floor of any "
+        "exact evaluation on this machine."
+    )
     return {"results": rows}
 
 
@@ -349,6 +499,60 @@ def bench_search(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return {"indexing": indexing, "queries": queries, "serve": serve}
 
 
+def _committed_evaluation_memory(dim: int) -> float | None:
+    """The NWPU-Captions peak RSS growth of the committed results at embedding dim ``dim`` ("as today")."""
+    if not COMMITTED.is_file():
+        return None
+    rows = json.loads(COMMITTED.read_text()).get("evaluation", {}).get("results", [])
+    for row in rows:
+        if row["dataset"] == "NWPU-Captions" and row["dim"] == dim:
+            return row["retrieval_metrics"].get("peak_rss_growth_mib")
+    return None
+
+
+def goal_figures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of ``GOALS`` with its figure from this run (None where its part did not run or failed)."""
+    figures: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    if "chunked" in report:
+        comparison = report["chunked"]["comparison"]
+        figures["chunked_memory"] = comparison["memory_ratio"]
+        figures["chunked_time_per_sample"] = comparison["time_per_sample_ratio"]
+    if "interleaved" in report:
+        comparison = report["interleaved"]["comparison"]
+        figures["harma_vs_full_time"] = comparison["time_ratio_harma_vs_full"]
+        spread = comparison["time_ratio_per_round"]
+        notes["harma_vs_full_time"] = f"per round {_fmt(spread['min'], '.2f')}-{_fmt(spread['max'], '.2f')}"
+        figures["harma_vs_full_memory"] = comparison["memory_ratio_harma_vs_full"]
+    nwpu = next((r for r in report.get("evaluation", {}).get("results", []) if r["dataset"] == "NWPU-Captions"), None)
+    if nwpu is not None:
+        figures["evaluation_vs_matmul"] = nwpu["time_ratio_vs_matmul"]
+        committed = _committed_evaluation_memory(nwpu["dim"])
+        figures["evaluation_memory"] = _ratio(nwpu["retrieval_metrics"].get("peak_rss_growth_mib"), committed)
+        notes["evaluation_memory"] = (
+            f"committed figure {committed:,.0f} MiB at D={nwpu['dim']}"
+            if committed
+            else f"no committed figure at D={nwpu['dim']} in {COMMITTED.name}"
+        )
+    goals = []
+    for key, what, limit in GOALS:
+        figure = figures.get(key)
+        met = None if figure is None else figure <= limit
+        goals.append({"goal": key, "what": what, "figure": figure, "limit": limit, "met": met, "note": notes.get(key)})
+    return goals
+
+
+def print_goals(goals: list[dict[str, Any]], quick: bool, console: Console) -> None:
+    title = "Goals (issue 13)" + (": QUICK mode, not the goals' settings" if quick else "")
+    table = Table(title=title)
+    for column in ("goal", "figure", "limit", "met", "note"):
+        table.add_column(column, justify="right" if column in ("figure", "limit") else "left")
+    for goal in goals:
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "[yellow]not measured[/yellow]"}[goal["met"]]
+        table.add_row(goal["what"], _fmt(goal["figure"], ".2f"), f"{goal['limit']:.2f}", met, goal["note"] or "")
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON file to write")
@@ -359,21 +563,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-timeout", type=float, default=180.0, help="seconds before an evaluation is retried")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the workers (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time the harma step under torch.compile")
+    parser.add_argument("--chunk", type=int, default=None, help="rows per chunk of the chunked step (default 32)")
     parser.add_argument(
-        "--only",
-        choices=("train", "encoding", "evaluation", "cli", "search"),
-        action="append",
-        help="run only these parts (repeatable)",
+        "--paper-batch", type=int, default=None, help=f"batch of the chunked step (default {PAPER_BATCH}, quick 24)"
+    )
+    parser.add_argument(
+        "--interleaved-steps", type=int, default=None, help="timed rounds of floor/harma/full (default 5, quick 2)"
+    )
+    parser.add_argument(
+        "--only", choices=PARTS, action="append", help="run only these parts (repeatable; default: all)"
     )
     parser.add_argument("--search-workers", type=int, default=2, help="DataLoader workers of the indexing benchmark")
     args = parser.parse_args(argv)
     args.batch = args.batch or (8 if args.quick else 32)
     args.warmup, args.steps = (1, 2) if args.quick else (2, 3)
+    args.chunk = args.chunk or (8 if args.quick else 32)
+    args.paper_batch = args.paper_batch or (24 if args.quick else PAPER_BATCH)
+    args.chunked_steps = 1 if args.quick else 2
+    args.interleaved_steps = args.interleaved_steps or (2 if args.quick else 5)
     args.dim = args.dim or 512
     if args.quick:
         args.fallback_dim = min(args.fallback_dim, 64)
         args.eval_timeout = min(args.eval_timeout, 60.0)
-    parts = args.only or ["train", "encoding", "evaluation", "cli", "search"]
+    parts = args.only or list(PARTS)
 
     console = Console(width=130)
     torch.set_flush_denormal(True)
@@ -396,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "train" in parts:
         report["train_step"] = bench_train(args, console)
+    if "interleaved" in parts:
+        report["interleaved"] = bench_interleaved(args, console)
+    if "chunked" in parts:
+        report["chunked"] = bench_chunked(args, console)
     if "encoding" in parts:
         report["encoding"] = bench_encoding(args, console)
     if "evaluation" in parts:
@@ -404,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
         report["cli_startup"] = bench_cli(args, console)
     if "search" in parts:
         report["search"] = bench_search(args, console)
+    report["goals"] = goal_figures(report)
+    print_goals(report["goals"], args.quick, console)
     report["wall_s"] = time.perf_counter() - started
     report["environment"]["load_average_at_end"] = os.getloadavg()
     atomic_write(args.out, lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))

@@ -107,3 +107,27 @@ def select_points(
         resolved = {index % depth for index in wanted}
         selected.extend(p for p in in_tower if p.block in resolved)
     return selected
+
+
+def block_names(root: nn.Module, points: Iterable[InsertionPoint]) -> dict[tuple[Tower, int], str]:
+    """Name in ``root`` of every block of ``points``: the deepest module holding both of its branches.
+
+    In insertion-point order; every block must have an attention and an MLP point.
+    """
+    names = {id(module): name for name, module in root.named_modules()}
+    branches: dict[tuple[Tower, int], dict[Branch, nn.Module]] = {}
+    for point in points:
+        branches.setdefault((point.tower, point.block), {})[point.branch] = point.module
+    blocks = {}
+    for (tower, block), branch in branches.items():
+        if set(branch) != {"attn", "mlp"}:
+            raise ValueError(f"{tower} block {block} lacks an attention or MLP insertion point")
+        common = []
+        for a, m in zip(names[id(branch["attn"])].split("."), names[id(branch["mlp"])].split("."), strict=False):
+            if a != m:
+                break
+            common.append(a)
+        if not common:
+            raise ValueError(f"the branches of {tower} block {block} share no parent module")
+        blocks[(tower, block)] = ".".join(common)
+    return blocks

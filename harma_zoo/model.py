@@ -15,6 +15,7 @@ from harma_zoo.hub.index import ZooIndex
 from harma_zoo.hub.references import zoo_weights
 from harma_zoo.methods.base import Method
 from harma_zoo.plaindata import as_json_data
+from harma_zoo.recompute import encode_in_chunks
 from harma_zoo.registry import BACKBONES, LOSSES, METHODS, get_class
 
 
@@ -82,8 +83,18 @@ class RetrievalModel(nn.Module):
     def encode_text(self, tokens: TextTokens) -> torch.Tensor:
         return self.backbone.encode_text(tokens)
 
-    def forward(self, pixels: torch.Tensor, tokens: TextTokens, image_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms of one batch of (image, caption, image id) rows."""
+    def forward(
+        self, pixels: torch.Tensor, tokens: TextTokens, image_ids: torch.Tensor, chunk_size: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms of one batch of (image, caption, image id) rows.
+
+        With a ``chunk_size`` below the batch size, the rows are embedded that many at a time
+        (``harma_zoo.recompute.encode_in_chunks``): the same loss and gradients of the whole batch,
+        with the activation memory of one chunk, for one more forward pass.
+        """
+        if chunk_size is not None and chunk_size < len(pixels):
+            image_emb, text_emb = encode_in_chunks(self.encode_image, self.encode_text, pixels, tokens, chunk_size)
+            return self.loss.terms(image_emb, text_emb, image_ids)
         return self.loss.terms(self.encode_image(pixels), self.encode_text(tokens), image_ids)
 
     def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:

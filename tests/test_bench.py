@@ -40,8 +40,6 @@ def _never_train(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
 
 
-
-
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two tiny backbones x (frozen, harma), one epoch; the vit recipe also names a test split."""

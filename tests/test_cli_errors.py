@@ -145,4 +145,3 @@ def test_an_explicit_default_option_is_the_same_method(trained, capsys) -> None:
 def test_exit_codes_are_documented() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
     assert "| 2 |" in docs and "| 1 |" in docs and "| 130 |" in docs
-

@@ -22,7 +22,12 @@ def test_params_json_counts_match_the_model(capsys) -> None:
     # tiny ViT: 2 blocks per tower at width 64, so r=16, s=8, 1 head (scaled to the width, not the paper's 128):
     # per block, down + up 2 x 64 x 16 + 64 + 16, attention 4 x 16 x 16 + 4 x 16, two gates
     assert report["method_options"] | {"shared_towers": None} == {
-        "bottleneck": 16, "shared_width": 8, "heads": 1, "blocks": None, "gate_init": 0.6, "shared_towers": None
+        "bottleneck": 16,
+        "shared_width": 8,
+        "heads": 1,
+        "blocks": None,
+        "gate_init": 0.6,
+        "shared_towers": None,
     }
     assert rows[("image", "adapter")]["trainable"] == 2 * (2 * 64 * 16 + 64 + 16 + 4 * 16 * 16 + 4 * 16 + 1)
     # per block: l1 16 x 8 + 8, attention 4 x 8 x 8 + 4 x 8, gate, l2 8 x 16 + 16

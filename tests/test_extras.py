@@ -62,5 +62,8 @@ def test_the_core_runs_without_the_extras_and_names_them(tmp_path: Path) -> None
     assert report["bench"] == 0 and report["loaded"] == []
     assert "pip install 'harma-zoo[parquet]'" in report["parquet"]
     assert "pip install 'harma-zoo[plot]'" in " ".join(done.stdout.split())
-    assert {p.name for p in (tmp_path / "out").glob("leaderboard.*")} == {"leaderboard.md", "leaderboard.csv",
-                                                                           "leaderboard.json"}
+    assert {p.name for p in (tmp_path / "out").glob("leaderboard.*")} == {
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.json",
+    }

@@ -74,7 +74,7 @@ def test_gradients_reach_exactly_what_the_method_trains(family: str, method: dic
         assert trained and all(p.grad is not None for p in trained)
 
 
-NEW_FAMILY = '''
+NEW_FAMILY = """
 from harma_zoo.backbones.hf_clip import HFCLIPBackbone
 from harma_zoo.registry import BACKBONES
 
@@ -82,8 +82,8 @@ from harma_zoo.registry import BACKBONES
 @BACKBONES.register_module("new_family")
 class NewFamily(HFCLIPBackbone):
     family = "new_family"
-'''
-NEW_METHOD = '''
+"""
+NEW_METHOD = """
 from harma_zoo.methods.frozen import Frozen
 from harma_zoo.registry import METHODS
 
@@ -91,7 +91,7 @@ from harma_zoo.registry import METHODS
 @METHODS.register_module("new_method")
 class NewMethod(Frozen):
     pass
-'''
+"""
 USE_THEM = """
 import json, harma_zoo
 from harma_zoo.model import build_model

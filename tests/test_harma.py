@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from harma_zoo.methods.harma import GatedAdapter, SharedModule, sizes_for_width
+from harma_zoo.methods.harma import GatedAdapter, SelfAttention, SharedModule, sizes_for_width
 from harma_zoo.model import build_backbone, build_method
 
 TINY = {"type": "open_clip", "arch": "harma-tiny-vit"}
@@ -50,8 +50,14 @@ def test_vit_b32_trainable_count_matches_the_reference(vit_b32, shared_towers) -
 
 @pytest.mark.parametrize(
     ("width", "sizes"),
-    [(768, (128, 64, 8)), (1024, (128, 64, 8)), (512, (128, 64, 8)), (128, (32, 16, 2)), (64, (16, 8, 1)),
-     (200, (50, 25, 1))],
+    [
+        (768, (128, 64, 8)),
+        (1024, (128, 64, 8)),
+        (512, (128, 64, 8)),
+        (128, (32, 16, 2)),
+        (64, (16, 8, 1)),
+        (200, (50, 25, 1)),
+    ],
 )
 def test_unset_sizes_scale_with_the_tower_width(width: int, sizes: tuple[int, int, int]) -> None:
     assert sizes_for_width(width) == sizes
@@ -118,9 +124,20 @@ def test_the_adapter_follows_the_documented_formula() -> None:
 
     def mha(module, x):
         return torch.nn.functional.multi_head_attention_forward(
-            x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), module.embed_dim, module.num_heads,
-            module.in_proj_weight, module.in_proj_bias, None, None, False, 0.0,
-            module.out_proj.weight, module.out_proj.bias, need_weights=False,
+            x.transpose(0, 1),
+            x.transpose(0, 1),
+            x.transpose(0, 1),
+            module.embed_dim,
+            module.num_heads,
+            module.in_proj_weight,
+            module.in_proj_bias,
+            None,
+            None,
+            False,
+            0.0,
+            module.out_proj.weight,
+            module.out_proj.bias,
+            need_weights=False,
         )[0].transpose(0, 1)
 
     u = mha(adapter.attn.attn, torch.nn.functional.gelu(adapter.down(h)))
@@ -133,6 +150,25 @@ def test_the_adapter_follows_the_documented_formula() -> None:
     a = torch.sigmoid(adapter.block_gate)
     expected = a * (h + adapter.up(b * z0 + (1 - b) * z2)) + (1 - a) * h
     torch.testing.assert_close(adapter(h, shared), expected)
+
+
+@pytest.mark.parametrize("tokens", [50, 77])
+def test_the_adapter_attention_computes_what_its_multihead_attention_module_computes(tokens: int) -> None:
+    """The direct forward (one projection, SDPA, output projection) against nn.MultiheadAttention's own:
+    values and every gradient, to float rounding."""
+    torch.manual_seed(0)
+    attention = SelfAttention(32, 8).train()
+    x = torch.randn(4, tokens, 32, requires_grad=True)
+    direct = attention(x)
+    direct.square().sum().backward()
+    grads = [x.grad.clone(), *(p.grad.clone() for p in attention.parameters())]
+    x.grad = None
+    attention.zero_grad()
+    reference = attention.attn(x, x, x, need_weights=False)[0]
+    reference.square().sum().backward()
+    torch.testing.assert_close(direct, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(grads, [x.grad, *(p.grad for p in attention.parameters())], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_gates_start_at_the_specified_value_and_up_layers_at_zero() -> None:

@@ -4,7 +4,7 @@ Layers, lowest first (the README's "Layout" states the same):
 
 0. foundations: ``plaindata``, ``fileio``, ``resources``, ``registry``, ``plugins`` (and the package's ``__version__``)
 1. ``hub``: the registry index, verified downloads, ``zoo:`` references
-2. the model: ``insertion``, ``backbones``, ``methods``, ``losses``, ``data``, ``model``, ``params``
+2. the model: ``insertion``, ``backbones``, ``methods``, ``losses``, ``data``, ``model``, ``params``, ``recompute``
 3. ``engine``: training, evaluation, checkpoints
 4. ``api``: the public Python API (``harma_zoo.load_pretrained`` ...)
 5. tools on the API: ``search``, ``zoo`` (publish, cards, catalog, export, convert)
@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "data": 2,
     "model": 2,
     "params": 2,
+    "recompute": 2,
     "engine": 3,
     "api": 4,
     "search": 5,

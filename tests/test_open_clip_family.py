@@ -127,9 +127,7 @@ def test_hf_hub_model_id_loads_from_the_hub_cache(tiny, tmp_path: Path) -> None:
 
 
 @pytest.mark.needs_weights
-@pytest.mark.parametrize(
-    ("arch", "pretrained"), [("ViT-B-32", "laion2b_s34b_b79k"), ("ViT-B-32-quickgelu", "openai")]
-)
+@pytest.mark.parametrize(("arch", "pretrained"), [("ViT-B-32", "laion2b_s34b_b79k"), ("ViT-B-32-quickgelu", "openai")])
 def test_pretrained_tags_load(arch: str, pretrained: str) -> None:
     backbone = build_backbone({"type": "open_clip", "arch": arch, "pretrained": pretrained})
     image, text = _embeddings(backbone)

@@ -104,7 +104,7 @@ def test_the_api_answers_text_id_and_image_queries_and_geojson(server: str, inde
     assert status == 400 and "cannot decode" in json.loads(body)["error"]
     status, kind, page = _get(f"{server}/")
     assert status == 200 and kind.startswith("text/html") and b"/static/app.js" in page
-    assert b"http" not in page.replace(b'http-equiv', b"")  # every asset from the package, nothing from elsewhere
+    assert b"http" not in page.replace(b"http-equiv", b"")  # every asset from the package, nothing from elsewhere
 
 
 def test_a_port_in_use_is_one_clear_line(server: str, index: Path, home: Path) -> None:

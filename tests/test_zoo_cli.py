@@ -345,7 +345,7 @@ def test_export_backbone_writes_the_trained_weights_and_their_entry(tmp_path: Pa
     out = tmp_path / "zoo_files" / "mine.safetensors"
     code, printed = run(capsys, "export-backbone", str(recipe), "--checkpoint", str(checkpoint), "--out", str(out))
     assert code == 0
-    entry = yaml.safe_load(printed[printed.index("- name"):])[0]
+    entry = yaml.safe_load(printed[printed.index("- name") :])[0]
     assert entry["weights"] == {"kind": "file", "source": out.as_posix(), "sha256": sha256_file(out)}
     assert entry["family"] == "open_clip" and entry["architecture"] == {"arch": "harma-tiny-vit"}
     loaded = build_backbone({"type": "open_clip", "arch": "harma-tiny-vit", "pretrained": str(out)})

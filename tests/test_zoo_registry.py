@@ -330,8 +330,11 @@ def test_whole_file_problems_name_the_file(registry) -> None:
         ({"size": -5}, "size", "non-negative integer"),
         ({"size": 1.5}, "size", "must be an integer"),
         ({"metrics": {"val": [30.5]}}, "metrics.val", "must be a mapping"),
-        ({"parameters": {"trainable": 3, "groups": {"method.shared": -1}}}, "parameters.groups.method.shared",
-         "non-negative integer"),  # fmt: skip
+        (
+            {"parameters": {"trainable": 3, "groups": {"method.shared": -1}}},
+            "parameters.groups.method.shared",
+            "non-negative integer",
+        ),  # fmt: skip
         ({"parameters": {}}, "parameters.trainable", "is missing"),
         ({"dataset": {"name": ""}}, "dataset.name", "must not be empty"),
         ({"loss": {"type": 2}}, "loss.type", "must be a string, found an integer"),

@@ -13,7 +13,8 @@ from torch import nn
 from torchvision.transforms import Compose
 
 from harma_zoo.data import transforms
-from harma_zoo.insertion import InsertionPoint
+from harma_zoo.insertion import InsertionPoint, block_names
+from harma_zoo.recompute import checkpoint_modules
 
 TextTokens = dict[str, torch.Tensor]
 
@@ -89,6 +90,16 @@ class DualEncoder(nn.Module):
         features = self.text_features(tokens)
         return F.normalize(features, dim=-1) if normalize else features
 
+    def checkpoint_blocks(self, enabled: bool = True) -> None:
+        """Recompute each transformer block's activations in the backward pass instead of keeping them.
+
+        Every block (the deepest module holding a block's attention and MLP points) becomes a
+        checkpointed region, methods' hooks and layers inside it included: activation memory drops to
+        the blocks' inputs plus one block's, for about one more forward pass; gradients are unchanged.
+        """
+        blocks = block_names(self, self.insertion_points())
+        checkpoint_modules((self.get_submodule(name) for name in blocks.values()), enabled)
+
     # --- transforms -----------------------------------------------------------------
     def train_transform(self) -> Compose:
         return transforms.train_transform(self.image_size, self.mean, self.std)
@@ -98,7 +109,7 @@ class DualEncoder(nn.Module):
 
     # --- parameters -----------------------------------------------------------------
     def tower_of(self, parameter_name: str) -> str:
-        """"image", "text" or "other" for a parameter name relative to this module."""
+        """ "image", "text" or "other" for a parameter name relative to this module."""
         if parameter_name.startswith(self.image_prefixes):
             return "image"
         if parameter_name.startswith(self.text_prefixes):

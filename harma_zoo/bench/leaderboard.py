@@ -157,8 +157,14 @@ def figure(rows: list[dict[str, Any]]):
         xs = [max(row["trainable_params"], 1) for row in mine]
         face, size = ("none", 130) if method in HOLLOW else (colour, 60)
         axes.scatter(
-            xs, [row["val_mR"] for row in mine], marker=marker, s=size, facecolors=face, edgecolors=colour,
-            linewidths=1.5, label=method,
+            xs,
+            [row["val_mR"] for row in mine],
+            marker=marker,
+            s=size,
+            facecolors=face,
+            edgecolors=colour,
+            linewidths=1.5,
+            label=method,
         )
     axes.set_xscale("log")
     axes.set_xlabel("trainable parameters (log scale; none trained: plotted at 1)")

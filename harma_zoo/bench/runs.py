@@ -29,6 +29,7 @@ from rich.console import Console
 from harma_zoo import __version__
 from harma_zoo.bench.cards import write_bench_card
 from harma_zoo.bench.compose import BenchRun, config_fingerprint, plan
+from harma_zoo.bench.launch import LOG_NAME, check_processes, per_process_batch, run_side_by_side, torchrun_train
 from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
 from harma_zoo.bench.presets import PRESETS
 from harma_zoo.engine.console import print_table
@@ -163,11 +164,16 @@ def run_bench(
     cfg_options: dict[str, Any] | None = None,
     console: Console | None = None,
     train_fn=None,
+    nproc_per_run: int = 1,
+    parallel_runs: int = 1,
 ) -> dict[str, Any]:
     """Run the matrix, then write the leaderboard, plot and cards; returns what happened.
 
     A preset supplies recipes, methods and overrides; a selection given here replaces the
     preset's of the same kind, and ``cfg_options`` win over the preset's overrides.
+    ``nproc_per_run`` trains each run on that many processes (torchrun) with the same global
+    batch, ``parallel_runs`` does that many runs at once on their own devices
+    (``harma_zoo.bench.launch``); neither changes a run's result.
     """
     console = console or Console()
     out = Path(out)
@@ -183,8 +189,19 @@ def run_bench(
     options.update(cfg_options or {})
     runs = plan(recipes, methods, backbones, datasets, schedule, options)
     runs_dir = out / "runs"
+    check_processes(nproc_per_run)
+    for run in runs:  # before anything trains
+        per_process_batch(run.cfg.schedule.batch_size, nproc_per_run, run.run_id)
+    if parallel_runs < 1:
+        raise ValueError(f"runs side by side must be at least 1, got {parallel_runs}")
+    if nproc_per_run > 1 and train_fn is None:
+        train_fn = torchrun_train(nproc_per_run)
     done, skipped, failed = [], [], {}
+    side_by_side = []
     for run in runs:
+        if parallel_runs > 1 and not (runs_dir / run.run_id / "result.json").is_file():
+            side_by_side.append(run)  # finished runs are read back here, the others launched below
+            continue
         try:
             _, did = run_one(run, runs_dir, console, train_fn)
         except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
@@ -193,6 +210,13 @@ def run_bench(
             console.print(f"{run.run_id} failed: {message}", style="red", markup=False, highlight=False)
             continue
         (done if did else skipped).append(run.run_id)
+    if side_by_side:
+        for run_id, error in run_side_by_side(side_by_side, runs_dir, console, nproc_per_run, parallel_runs).items():
+            if error is None:
+                done.append(run_id)
+            else:
+                failed[run_id] = {"error": error, "logs": [runs_dir / run_id / LOG_NAME]}
+                console.print(f"{run_id} failed: {error}", style="red", markup=False, highlight=False)
     results = finished_results(runs_dir)
     outcome = {"ran": done, "skipped": skipped, "failed": failed, "rows": [], "files": {}, "cards": []}
     if results:

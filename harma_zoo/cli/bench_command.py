@@ -26,6 +26,8 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
         out=args.out,
         cfg_options=args.cfg_options,
         console=console,
+        nproc_per_run=args.nproc_per_run,
+        parallel_runs=args.parallel_runs,
     )
     return 1 if outcome["failed"] else 0
 
@@ -45,5 +47,19 @@ def add_commands(commands: Any) -> None:
         "--preset", help=f"a built-in matrix: {', '.join(PRESETS)} (demo is the default when nothing is chosen)"
     )
     bench.add_argument("--out", default="results", help="output folder: runs/, cards/, leaderboard.*")
+    bench.add_argument(
+        "--nproc-per-run",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each run on N processes under torchrun (one GPU each), with the same global batch",
+    )
+    bench.add_argument(
+        "--parallel-runs",
+        type=int,
+        default=1,
+        metavar="K",
+        help="do K runs side by side, each in its own process on its own GPUs (CUDA_VISIBLE_DEVICES)",
+    )
     add_cfg_options(bench, help="override values of every run: key=value")
     bench.set_defaults(run=_bench)

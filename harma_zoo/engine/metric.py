@@ -146,9 +146,7 @@ def _validate(image_emb: Tensor, text_emb: Tensor, caption_image: Tensor, chunk_
         if not bool(finite.all()):
             row = int((~finite).nonzero()[0, 0])
             raise ValueError(f"{name} holds NaN or infinite values (first in row {row})")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
 

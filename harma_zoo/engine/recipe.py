@@ -60,6 +60,7 @@ def read_config(path: Path) -> Config:
     except Exception as error:  # running a Python recipe can raise anything; say which recipe did
         raise ValueError(f"recipe {path} cannot be read: {type(error).__name__}: {error}") from error
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -111,12 +112,18 @@ def build_recipe_model(cfg: Config) -> RetrievalModel:
 
     Random initialisations (tiny backbones, adapters) are then the same in training
     and in every later evaluation, so the backbone fingerprint in a checkpoint matches.
+    ``model.checkpoint_blocks=True`` recomputes the backbone's blocks in the backward pass
+    (``DualEncoder.checkpoint_blocks``): less memory, the same gradients.
     """
     # Frozen random or small weights produce subnormal floats that slow CPU math ~20x; every run and
     # evaluation builds its model here, so this is where they are flushed, before any compute starts.
     torch.set_flush_denormal(True)
+    options = dict(cfg.get("model") or {})  # its keys are checked with the recipe (recipe_schema.ModelSection)
     set_random_seed(cfg.schedule.seed)
-    return build_model(cfg.backbone, cfg.method, cfg.get("loss"))
+    model = build_model(cfg.backbone, cfg.method, cfg.get("loss"))
+    if options.get("checkpoint_blocks"):
+        model.backbone.checkpoint_blocks()
+    return model
 
 
 DATA_VARIABLE = "HARMA_ZOO_DATA"  # where the recipes look for the shared datasets (default ../shared/data)

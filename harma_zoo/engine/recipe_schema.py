@@ -57,6 +57,9 @@ class ScheduleSection:
     val_interval: int = field(metadata=_AT_LEAST_1)
     val_batch_size: int = field(metadata=_AT_LEAST_1)
     log_interval: int = field(metadata=_AT_LEAST_1)
+    # embed each batch in chunks of this many samples and back-propagate chunk by chunk: the full-batch
+    # loss and gradients with memory bounded by the chunk (harma_zoo.recompute)
+    chunk_size: int | None = field(default=None, metadata=_AT_LEAST_1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,14 @@ class DataSection:
     max_image_pixels: int = field(default=DEFAULT_MAX_IMAGE_PIXELS, metadata=_AT_LEAST_1)
     # only the first N images of each split (and their captions): try any recipe on a handful of images
     limit: int | None = field(default=None, metadata=_AT_LEAST_1)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``model`` (optional): how the model runs, not what it computes."""
+
+    # recompute the backbone's blocks in the backward pass: less memory, the same gradients
+    checkpoint_blocks: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,6 +298,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "loss": lambda value: _typed_section(value, "loss", LOSSES, signature_options),
     "data": _check_data,
     "schedule": _check_schedule,
+    "model": lambda value: check_options(_mapping(value, "model"), dataclass_options(ModelSection), "model"),
     "name": _check_name,
     # mmengine imports these plug-in modules when it reads the recipe (harma_zoo.plugins)
     "custom_imports": lambda value: check_options(_mapping(value, "custom_imports"), CUSTOM_IMPORTS, "custom_imports"),

@@ -6,18 +6,21 @@ import torch
 from mmengine.model import BaseModel
 
 from harma_zoo.model import RetrievalModel
+from harma_zoo.recompute import check_chunk_size
 
 
 class RunnerModel(BaseModel):
     """Tokenises a batch's captions and returns the loss terms for ``train_step``.
 
     Only the key ``loss`` contains "loss", so mmengine backpropagates the total once;
-    the parts and the temperature are logged beside it.
+    the parts and the temperature are logged beside it. A ``chunk_size`` embeds each batch
+    that many rows at a time, with the same loss and gradients (``RetrievalModel.forward``).
     """
 
-    def __init__(self, retrieval: RetrievalModel) -> None:
+    def __init__(self, retrieval: RetrievalModel, chunk_size: int | None = None) -> None:
         super().__init__()
         self.retrieval = retrieval
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def init_weights(self) -> None:
         """Keep every weight as built: mmengine would otherwise re-initialise submodules that
@@ -31,7 +34,7 @@ class RunnerModel(BaseModel):
                 f"RunnerModel only computes losses (mode 'loss'), not {mode!r}; evaluation embeds directly"
             )
         tokens = {k: v.to(pixels.device) for k, v in self.retrieval.backbone.tokenize(captions).items()}
-        terms = self.retrieval(pixels, tokens, image_ids)
+        terms = self.retrieval(pixels, tokens, image_ids, chunk_size=self.chunk_size)
         logged = {name.removeprefix("loss_"): value.detach() for name, value in terms.items() if name != "loss"}
         temperature = getattr(self.retrieval.loss, "temperature", None)
         if isinstance(temperature, torch.Tensor):

@@ -36,14 +36,28 @@ def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 class SelfAttention(nn.Module):
-    """Unmasked multi-head self-attention over the token axis, (batch, tokens, width)."""
+    """Unmasked multi-head self-attention over the token axis, (batch, tokens, width).
+
+    The weights live in an ``nn.MultiheadAttention`` (the reference layout, so checkpoints and
+    converted reference weights keep their names), but the forward computes what that module's
+    forward computes in a few direct steps: one projection to q, k, v laid out per head,
+    ``scaled_dot_product_attention``, the output projection. The module's own path transposes its
+    input, packs and re-splits q/k/v with copies, and its backward zero-fills and copies each of
+    them back, which made up a large share of an adapter's training step on CPU.
+    """
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, x, x, need_weights=False)[0]
+        attn = self.attn
+        batch, tokens, width = x.shape
+        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        dropout = attn.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return F.linear(out.transpose(1, 2).reshape(batch, tokens, width), attn.out_proj.weight, attn.out_proj.bias)
 
 
 class SharedModule(nn.Module):
@@ -81,9 +95,10 @@ class GatedAdapter(nn.Module):
             z1 = shared(z1)
         z2 = self.attn(z1)
         b = torch.sigmoid(self.gate)
-        adapted = h + self.up(b * z0 + (1 - b) * z2)
         a = torch.sigmoid(self.block_gate)
-        return a * adapted + (1 - a) * h
+        # a * (h + up(m)) + (1 - a) * h is h + a * up(m): the block gate scales the up projection's small
+        # weight and bias rather than two activation-sized tensors (the same value up to float rounding)
+        return h + F.linear(b * z0 + (1 - b) * z2, a * self.up.weight, a * self.up.bias)
 
 
 PAPER_SIZES = (128, 64, 8)  # (r, s, heads) of the paper, for 768-wide towers
@@ -162,9 +177,7 @@ class HarMA(Method):
                 )
         self.adapters = nn.ModuleDict({"image": nn.ModuleDict(), "text": nn.ModuleDict()})
         for point in self.points:
-            self.adapters[point.tower][str(point.block)] = GatedAdapter(
-                point.width, o.bottleneck, o.heads, o.gate_init
-            )
+            self.adapters[point.tower][str(point.block)] = GatedAdapter(point.width, o.bottleneck, o.heads, o.gate_init)
         shared_blocks = sorted({p.block for p in self.points if p.tower in o.shared_towers})
         self.shared = nn.ModuleDict(
             {str(block): SharedModule(o.bottleneck, o.shared_width, o.heads, o.gate_init) for block in shared_blocks}

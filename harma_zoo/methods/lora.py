@@ -54,7 +54,7 @@ from peft.tuners.lora import LoraModel
 from torch import nn
 
 from harma_zoo.backbones.base import DualEncoder
-from harma_zoo.insertion import Attachment
+from harma_zoo.insertion import Attachment, block_names
 from harma_zoo.methods.base import Method
 from harma_zoo.registry import METHODS
 
@@ -124,23 +124,13 @@ class LoRA(Method):
                 f"lora: {type(backbone).__name__} names no default targets (lora_qkv_modules, lora_mlp_modules); "
                 "name the layers to adapt with the 'targets' option"
             )
-        names = {id(module): name for name, module in backbone.named_modules()}
-        branches: dict[tuple[str, int], dict[str, nn.Module]] = {}
-        for point in backbone.insertion_points():
-            if point.tower in self.options.towers:
-                branches.setdefault((point.tower, point.block), {})[point.branch] = point.module
+        points = [point for point in backbone.insertion_points() if point.tower in self.options.towers]
+        try:
+            blocks = block_names(backbone, points)
+        except ValueError as error:
+            raise ValueError(f"lora: {error}") from error
         modules, parameters = [], []
-        for (tower, block), branch in branches.items():
-            if set(branch) != {"attn", "mlp"}:
-                raise ValueError(f"lora: {tower} block {block} lacks an attention or MLP insertion point")
-            common = []  # the block: the deepest module holding both branches
-            for a, m in zip(names[id(branch["attn"])].split("."), names[id(branch["mlp"])].split("."), strict=False):
-                if a != m:
-                    break
-                common.append(a)
-            if not common:
-                raise ValueError(f"lora: the branches of {tower} block {block} share no parent module")
-            root = ".".join(common)
+        for (tower, block), root in blocks.items():
             found = {"qkv": 0, "mlp": 0}
             for sub, module in backbone.get_submodule(root).named_modules(prefix=root):
                 kind = kinds.get(sub[len(root) + 1 :])
