@@ -38,6 +38,8 @@ class ToyDualEncoder(DualEncoder):
     main_option = "width"
     image_prefixes = ("patch.", "image_blocks.", "image_proj.")
     text_prefixes = ("embed.", "text_blocks.", "text_proj.")
+    lora_qkv_modules = ("attn",)  # what LoRA adapts by default, as every family names it
+    lora_mlp_modules = ("mlp.0", "mlp.2")
     context = 16
 
     def __init__(self, width: int = 32) -> None:
