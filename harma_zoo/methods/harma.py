@@ -41,7 +41,7 @@ class SelfAttention(nn.Module):
     The weights live in an ``nn.MultiheadAttention`` (the reference layout, so checkpoints and
     converted reference weights keep their names), but the forward computes what that module's
     forward computes in a few direct steps: one projection to q, k, v laid out per head,
-    ``scaled_dot_product_attention``, the output projection. The module's own path transposes its
+    softmax attention, the output projection. The module's own path transposes its
     input, packs and re-splits q/k/v with copies, and its backward zero-fills and copies each of
     them back, which made up a large share of an adapter's training step on CPU.
     """
@@ -56,7 +56,10 @@ class SelfAttention(nn.Module):
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         dropout = attn.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        # softmax(q k^T / sqrt(d)) v written out: scaled_dot_product_attention's CPU kernel splits its work by
+        # thread count, so the same batch embedded by two processes could differ in the last bits
+        weights = torch.softmax((q * attn.head_dim**-0.5) @ k.transpose(-2, -1), dim=-1)
+        out = F.dropout(weights, dropout, self.training) @ v
         return F.linear(out.transpose(1, 2).reshape(batch, tokens, width), attn.out_proj.weight, attn.out_proj.bias)
 
 
