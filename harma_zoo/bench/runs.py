@@ -205,9 +205,8 @@ def run_bench(
         try:
             _, did = run_one(run, runs_dir, console, train_fn)
         except Exception as error:  # one broken run (missing weights, bad options) must not stop the others
-            message = f"{type(error).__name__}: {error}"
-            failed[run.run_id] = {"error": message, "logs": _record_failure(runs_dir / run.run_id, error)}
-            console.print(f"{run.run_id} failed: {message}", style="red", markup=False, highlight=False)
+            logs = _record_failure(runs_dir / run.run_id, error)
+            failed[run.run_id] = _failure(run.run_id, f"{type(error).__name__}: {error}", logs, console)
             continue
         (done if did else skipped).append(run.run_id)
     if side_by_side:
@@ -215,8 +214,7 @@ def run_bench(
             if error is None:
                 done.append(run_id)
             else:
-                failed[run_id] = {"error": error, "logs": [runs_dir / run_id / LOG_NAME]}
-                console.print(f"{run_id} failed: {error}", style="red", markup=False, highlight=False)
+                failed[run_id] = _failure(run_id, error, [runs_dir / run_id / LOG_NAME], console)
     results = finished_results(runs_dir)
     outcome = {"ran": done, "skipped": skipped, "failed": failed, "rows": [], "files": {}, "cards": []}
     if results:
@@ -239,6 +237,12 @@ def run_bench(
             logs = ", ".join(str(log) for log in failure["logs"])
             console.print(f"  {run_id}: {logs}", highlight=False, soft_wrap=True)
     return outcome
+
+
+def _failure(run_id: str, message: str, logs: list[Path], console: Console) -> dict[str, Any]:
+    """Say that ``run_id`` failed; returns its entry in the outcome's ``failed`` (message and log files)."""
+    console.print(f"{run_id} failed: {message}", style="red", markup=False, highlight=False)
+    return {"error": message, "logs": logs}
 
 
 def _record_failure(work_dir: Path, error: Exception) -> list[Path]:

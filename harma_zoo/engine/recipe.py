@@ -118,10 +118,9 @@ def build_recipe_model(cfg: Config) -> RetrievalModel:
     # Frozen random or small weights produce subnormal floats that slow CPU math ~20x; every run and
     # evaluation builds its model here, so this is where they are flushed, before any compute starts.
     torch.set_flush_denormal(True)
-    options = dict(cfg.get("model") or {})  # its keys are checked with the recipe (recipe_schema.ModelSection)
     set_random_seed(cfg.schedule.seed)
     model = build_model(cfg.backbone, cfg.method, cfg.get("loss"))
-    if options.get("checkpoint_blocks"):
+    if (cfg.get("model") or {}).get("checkpoint_blocks"):  # keys checked with the recipe (recipe_schema)
         model.backbone.checkpoint_blocks()
     return model
 

@@ -23,7 +23,6 @@ from harma_zoo.engine.resume import resume_checkpoint, run_signature
 from harma_zoo.engine.runner_model import RunnerModel
 from harma_zoo.engine.seeding import SeededSamples
 from harma_zoo.model import RetrievalModel
-from harma_zoo.recompute import check_chunk_size
 
 
 def parameter_groups(model: RetrievalModel, weight_decay: float) -> list[dict[str, Any]]:
@@ -92,7 +91,6 @@ def build_runner(
         else:  # mmengine's pytorch launcher always selects a CUDA device; on CPU, gloo from torchrun's env
             torch.distributed.init_process_group(backend="gloo")
     schedule = cfg.schedule
-    chunk_size = check_chunk_size(schedule.get("chunk_size"), "schedule.chunk_size")
     model = build_recipe_model(cfg)
     if not any(True for _ in model.trainable_parameters()):
         raise ValueError(f"method {cfg.method['type']!r} trains nothing; evaluate it with `harma-zoo eval` instead")
@@ -124,7 +122,7 @@ def build_runner(
     if not use_cuda:  # DDP on CPU takes no device ids; mmengine would pass the local rank
         cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
     return QuietRunner(
-        model=RunnerModel(model, chunk_size),
+        model=RunnerModel(model, schedule.get("chunk_size")),
         work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=dataset,
