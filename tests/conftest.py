@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
+import shutil
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+from http_helpers import serving
 
 from harma_zoo.hub.index import ZooIndex, load_index
 
@@ -66,9 +67,14 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "served"
     folder.mkdir()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving(httpd):
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """A copy of the shipped registry with no published checkpoint, inside a project root of its own."""
+    folder = tmp_path / "project" / "registry"
+    shutil.copytree(PROJECT / "registry", folder)
+    (folder / "checkpoints.yaml").write_text("[]\n")
+    return folder

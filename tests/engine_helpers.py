@@ -9,6 +9,22 @@ from mmengine.hooks import Hook
 
 from harma_zoo.engine.recipe import load_recipe
 
+BENCH_DATA = {"train_images": 16, "val_images": 8, "size": 32, "seed": 0}
+BENCH_ARCHS = {"harma_tiny-vit_synth": "harma-tiny-vit", "harma_tiny-sigmoid_synth": "harma-tiny-sigmoid"}
+
+
+def bench_recipe(folder: Path, name: str, **changes: Any) -> Path:
+    """A tiny recipe file named ``name`` (its name gives the bench's run ids), on data shared by all of them:
+    16 images x 5 captions, batch 16, one epoch (5 steps)."""
+    path = write_recipe(
+        folder / name,
+        backbone={"type": "open_clip", "arch": BENCH_ARCHS[name]},
+        data__root=str(folder / "data"),
+        data__synthetic=BENCH_DATA,
+        **{"schedule__epochs": 1, "schedule__batch_size": 16, **changes},
+    )
+    return path.rename(path.with_name(f"{name}.py"))
+
 
 def write_recipe(folder: Path, **changes: Any) -> Path:
     """A complete recipe file (no _base_) training HarMA on the tiny ViT for a few seconds."""

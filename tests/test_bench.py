@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import StopAfterEpoch, write_recipe
+from engine_helpers import BENCH_ARCHS, StopAfterEpoch, bench_recipe, write_recipe
 
 from harma_zoo.bench import runs as bench
 from harma_zoo.bench.runs import plan, run_bench
@@ -20,21 +20,6 @@ from harma_zoo.params import parameter_summary
 from harma_zoo.resources import project_folder
 from harma_zoo.zoo.cards import card_metadata
 
-TINY_DATA = {"train_images": 16, "val_images": 8, "size": 32, "seed": 0}
-ARCHS = {"harma_tiny-vit_synth": "harma-tiny-vit", "harma_tiny-sigmoid_synth": "harma-tiny-sigmoid"}
-
-
-def _recipe(folder: Path, name: str, **changes) -> Path:
-    """A tiny recipe file named ``name`` (its name gives the run ids), on data shared by all of them."""
-    path = write_recipe(
-        folder / name,
-        backbone={"type": "open_clip", "arch": ARCHS[name]},
-        data__root=str(folder / "data"),
-        data__synthetic=TINY_DATA,
-        **{"schedule__epochs": 1, "schedule__batch_size": 16, **changes},
-    )
-    return path.rename(path.with_name(f"{name}.py"))
-
 
 def _never_train(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
@@ -45,8 +30,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two tiny backbones x (frozen, harma), one epoch; the vit recipe also names a test split."""
     folder = tmp_path_factory.mktemp("bench")
     recipes = [
-        _recipe(folder, "harma_tiny-vit_synth", data__test="val.json"),
-        _recipe(folder, "harma_tiny-sigmoid_synth"),
+        bench_recipe(folder, "harma_tiny-vit_synth", data__test="val.json"),
+        bench_recipe(folder, "harma_tiny-sigmoid_synth"),
     ]
     outcome = run_bench(recipes=[str(p) for p in recipes], methods=["frozen", "harma"], out=folder / "results")
     return {"out": folder / "results", "recipes": recipes, "outcome": outcome}
@@ -54,7 +39,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) -> None:
     out, outcome = matrix["out"], matrix["outcome"]
-    ids = {f"{recipe}__{method}" for recipe in ARCHS for method in ("frozen", "harma")}
+    ids = {f"{recipe}__{method}" for recipe in BENCH_ARCHS for method in ("frozen", "harma")}
     assert set(outcome["ran"]) == ids and not outcome["failed"] and not outcome["skipped"]
 
     listed = json.loads((out / "leaderboard.json").read_text())
@@ -120,7 +105,7 @@ def test_a_second_bench_trains_nothing(matrix: dict, monkeypatch: pytest.MonkeyP
 
 
 def test_an_interrupted_run_resumes_and_finishes(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, "harma_tiny-vit_synth", schedule__epochs=2)
+    recipe = bench_recipe(tmp_path, "harma_tiny-vit_synth", schedule__epochs=2)
     run_dir = tmp_path / "out" / "runs" / "harma_tiny-vit_synth__harma"
 
     def interrupted(cfg, work_dir, resume=False):

@@ -7,26 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import write_recipe
+from engine_helpers import bench_recipe
 
 from harma_zoo.bench import launch
 from harma_zoo.bench.runs import run_bench
 from harma_zoo.cli import main
-
-TINY_DATA = {"train_images": 16, "val_images": 8, "size": 32, "seed": 0}
-ARCHS = {"harma_tiny-vit_synth": "harma-tiny-vit", "harma_tiny-sigmoid_synth": "harma-tiny-sigmoid"}
-
-
-def _recipe(folder: Path, name: str, **changes) -> Path:
-    """A tiny recipe named ``name``: 16 images x 5 captions, batch 16, one epoch (5 steps)."""
-    path = write_recipe(
-        folder / name,
-        backbone={"type": "open_clip", "arch": ARCHS[name]},
-        data__root=str(folder / "data"),
-        data__synthetic=TINY_DATA,
-        **{"schedule__epochs": 1, "schedule__batch_size": 16, **changes},
-    )
-    return path.rename(path.with_name(f"{name}.py"))
 
 
 def _result(out: Path, run_id: str) -> dict:
@@ -39,7 +24,7 @@ def _step_losses(work_dir: Path) -> list[float]:
 
 
 def test_a_run_on_two_processes_gives_the_one_process_result(tmp_path: Path) -> None:
-    recipe = str(_recipe(tmp_path, "harma_tiny-vit_synth"))
+    recipe = str(bench_recipe(tmp_path, "harma_tiny-vit_synth"))
     one = run_bench(recipes=[recipe], methods=["harma"], out=tmp_path / "one")
     two = run_bench(recipes=[recipe], methods=["harma"], out=tmp_path / "two", nproc_per_run=2)
     run_id = "harma_tiny-vit_synth__harma"
@@ -56,8 +41,8 @@ def test_a_run_on_two_processes_gives_the_one_process_result(tmp_path: Path) -> 
 
 def test_runs_side_by_side_give_the_leaderboard_of_runs_one_after_another(tmp_path: Path) -> None:
     recipes = [
-        str(_recipe(tmp_path, "harma_tiny-vit_synth")),
-        str(_recipe(tmp_path, "harma_tiny-sigmoid_synth", data__train="absent.json")),  # fails once it trains
+        str(bench_recipe(tmp_path, "harma_tiny-vit_synth")),
+        str(bench_recipe(tmp_path, "harma_tiny-sigmoid_synth", data__train="absent.json")),  # fails once it trains
     ]
     sequential = run_bench(recipes=recipes, methods=["frozen", "harma"], out=tmp_path / "sequential")
     parallel = run_bench(recipes=recipes, methods=["frozen", "harma"], out=tmp_path / "parallel", parallel_runs=2)
@@ -86,7 +71,7 @@ def test_runs_side_by_side_give_the_leaderboard_of_runs_one_after_another(tmp_pa
 
 
 def test_the_command_line_takes_processes_and_parallel_runs(tmp_path: Path) -> None:
-    recipe = str(_recipe(tmp_path, "harma_tiny-vit_synth", schedule__batch_size=15))
+    recipe = str(bench_recipe(tmp_path, "harma_tiny-vit_synth", schedule__batch_size=15))
     argv = ["bench", "--recipes", recipe, "--methods", "harma", "--out", str(tmp_path / "out")]
     assert main([*argv, "--nproc-per-run", "2"]) == 2  # 15 rows cannot be split over 2 processes
     assert not (tmp_path / "out" / "runs").exists()  # refused before anything ran

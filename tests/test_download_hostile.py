@@ -8,13 +8,13 @@ import functools
 import hashlib
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from http_helpers import serving
 
 from harma_zoo.hub.download import ChecksumError, FetchError, fetch, recorded_sha256
 
@@ -100,13 +100,8 @@ def silent_port() -> Iterator[int]:
 
 @pytest.fixture
 def server(silent_port: int) -> Iterator[_Server]:
-    httpd = _Server(silent_port)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving(_Server(silent_port)) as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from http_helpers import serving
 
 from harma_zoo.hub import download as fetch_module
 from harma_zoo.hub.download import ChecksumError, FetchError, fetch, sha256_file, zoo_home
@@ -86,13 +87,8 @@ class _Server(ThreadingHTTPServer):
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    httpd = _Server()
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving(_Server()) as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -36,14 +36,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "work" / "best.safetensors"
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    folder = tmp_path / "project" / "registry"
-    shutil.copytree(PROJECT / "registry", folder)
-    (folder / "checkpoints.yaml").write_text("[]\n")
-    return folder
-
-
 def _rewritten(source: Path, target: Path, *, add: float = 0.0, **fields: object) -> Path:
     """``source`` with header fields replaced (dicts as JSON, as checkpoints store them) and ``add`` on every tensor."""
     with safe_open(str(source), framework="pt") as handle:

@@ -236,9 +236,7 @@ def test_a_chunked_run_trains_as_the_unchunked_run(tmp_path: Path) -> None:
 def test_recipes_refuse_bad_chunk_sizes_and_unknown_model_options(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="schedule.chunk_size must be at least 1, got 0"):
         tiny_cfg(tmp_path / "a", schedule__chunk_size=0)
-    with pytest.raises(
-        RecipeError, match="model.checkpoint_block is not an option.*mean model.checkpoint_blocks"
-    ):
+    with pytest.raises(RecipeError, match="model.checkpoint_block is not an option.*mean model.checkpoint_blocks"):
         tiny_cfg(tmp_path / "b", model={"checkpoint_block": True})
     model = build_recipe_model(tiny_cfg(tmp_path / "c", model={"checkpoint_blocks": True}))
     assert is_checkpointed(model.backbone.model.visual.transformer.resblocks[0])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,15 +49,6 @@ def _zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARMA_ZOO_HOME", str(tmp_path / "zoo-home"))  # the download cache of this test
     monkeypatch.delenv("HARMA_ZOO_REGISTRY", raising=False)
     monkeypatch.setenv("COLUMNS", "250")  # wide tables: names are never folded
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    """A copy of the shipped registry with no published checkpoint, for publishing into."""
-    folder = tmp_path / "project" / "registry"
-    shutil.copytree(PROJECT / "registry", folder)
-    (folder / "checkpoints.yaml").write_text("[]\n")
-    return folder
 
 
 def add_backbone(registry: Path, **entry) -> None:

@@ -7,7 +7,6 @@ written here, and a Hugging Face cache is laid out here with a tiny model in it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import huggingface_hub
@@ -40,13 +39,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped registry, used by every build in the test."""
-    folder = tmp_path / "project" / "registry"
-    shutil.copytree(PROJECT / "registry", folder)
-    (folder / "checkpoints.yaml").write_text("[]\n")
-    monkeypatch.setenv("HARMA_ZOO_REGISTRY", str(folder))
-    return folder
+def registry(registry: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared copy of the shipped registry (conftest), used by every build in the test."""
+    monkeypatch.setenv("HARMA_ZOO_REGISTRY", str(registry))
+    return registry
 
 
 def add_backbone(registry: Path, name: str, weights: dict, family: str = "open_clip", architecture=None) -> None:
