@@ -11,6 +11,9 @@ from rich.console import Console
 
 from harma_zoo.cli.options import add_cfg_options, add_model_arguments, backbone_from_spec
 
+RETRIEVAL = "retrieval"
+ZEROSHOT = "zeroshot-classification"  # harma_zoo.engine.zeroshot.TASK, not imported: the CLI starts without torch
+
 
 def _params(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
@@ -62,37 +65,63 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _eval(args: argparse.Namespace, console: Console) -> int:
-    from harma_zoo.engine.console import print_table
-    from harma_zoo.engine.evaluation import evaluate_recipe
     from harma_zoo.engine.recipe import load_recipe
-    from harma_zoo.engine.report import metrics_table
     from harma_zoo.fileio import atomic_write
     from harma_zoo.resources import recipe_path
 
     cfg = load_recipe(recipe_path(args.recipe), args.cfg_options)
     if args.limit is not None:
         cfg.merge_from_dict({"data.limit": args.limit})
-    done = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
-    result = {
-        "recipe": cfg.name,
-        "checkpoint": args.checkpoint,
-        "split": args.split,
-        "images": done.images,
-        "captions": done.captions,
-        "device": done.device,
-        "metrics": done.metrics,
-    }
+    if args.confusion and args.task != ZEROSHOT:
+        raise ValueError(f"--confusion goes with --task {ZEROSHOT}")
+    measure = _zeroshot if args.task == ZEROSHOT else _retrieval
+    result, table = measure(cfg, args)
+    result = {"recipe": cfg.name, "task": args.task, "checkpoint": args.checkpoint, "split": args.split, **result}
     if args.out:
         atomic_write(Path(args.out), lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
     if args.json:
         print(json.dumps(result, indent=2), file=args.stdout)
     else:
-        source = Path(args.checkpoint).name if args.checkpoint else "zero-shot (no checkpoint)"
-        title = f"retrieval (%) of {cfg.name}: {source}; {done.images:,} images, {done.captions:,} captions"
-        print_table(console, metrics_table({args.split: done.metrics}, title=title))
-    if args.out:
-        console.print(f"wrote {args.out}", highlight=False)
+        from harma_zoo.engine.console import print_table
+
+        print_table(console, table)
+    for path in (args.out, args.confusion):
+        if path:
+            console.print(f"wrote {path}", highlight=False)
     return 0
+
+
+def _source(args: argparse.Namespace) -> str:
+    return Path(args.checkpoint).name if args.checkpoint else "zero-shot (no checkpoint)"
+
+
+def _retrieval(cfg: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    from harma_zoo.engine.evaluation import evaluate_recipe
+    from harma_zoo.engine.report import metrics_table
+
+    done = evaluate_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
+    result = {"images": done.images, "captions": done.captions, "device": done.device, "metrics": done.metrics}
+    title = f"retrieval (%) of {cfg.name}: {_source(args)}; {done.images:,} images, {done.captions:,} captions"
+    return result, metrics_table({args.split: done.metrics}, title=title)
+
+
+def _zeroshot(cfg: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    from rich.table import Table
+
+    from harma_zoo.engine.zeroshot import classify_recipe, write_confusion_png
+
+    result = classify_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
+    title = (
+        f"zero-shot classification (%) of {cfg.name}: {_source(args)}; {result['images']:,} images, "
+        f"{len(result['classes'])} classes"
+    )
+    if args.confusion:
+        write_confusion_png(result, args.confusion, title)
+    table = Table(title=title)
+    for key in result["metrics"]:
+        table.add_column(key.replace("_", " "), justify="right")
+    table.add_row(*(f"{value:.2f}" for value in result["metrics"].values()))
+    return result, table
 
 
 def _export_backbone(args: argparse.Namespace, console: Console) -> int:
@@ -129,11 +158,23 @@ def add_commands(commands: Any) -> None:
     )
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="retrieval metrics of a recipe's model on one split")
+    evaluate = commands.add_parser(
+        "eval", help="retrieval metrics (or zero-shot scene classification) of a recipe's model on one split"
+    )
     evaluate.add_argument("recipe", help="recipe file, or its name in recipes/")
     evaluate.add_argument("--checkpoint", help="adapter checkpoint (.safetensors); none: the frozen backbone")
     evaluate.add_argument("--split", default="val", help="a split the recipe defines (val, test)")
     evaluate.add_argument("--batch-size", type=int, help="embedding batch size")
+    evaluate.add_argument(
+        "--task",
+        choices=[RETRIEVAL, ZEROSHOT],
+        default=RETRIEVAL,
+        help="retrieval R@K both ways, or zero-shot scene classification (top-1/5, mean per-class recall; "
+        "the recipe's `zeroshot` section names classes and prompts)",
+    )
+    evaluate.add_argument(
+        "--confusion", metavar="PNG", help="with zero-shot classification: write its confusion matrix"
+    )
     evaluate.add_argument("--out", help="also write the metrics to this JSON file")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     evaluate.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")

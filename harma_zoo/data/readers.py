@@ -33,6 +33,7 @@ PathLike = str | Path
 __all__ = [
     "read_amfmn",
     "read_annotations",
+    "read_class_folders",
     "read_harma_json",
     "read_karpathy",
     "read_parquet",
@@ -581,3 +582,36 @@ def read_parquet(
                 builder.caption(index, _text(caption, f"{where} caption {k}"))
     source = str(path) if len(files) == 1 else f"{path} ({len(files)} Parquet files)"
     return builder.build(source)
+
+
+# --- a folder per class ---------------------------------------------------------------
+
+CLASS_FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+@READERS.register_module("class_folders")
+def read_class_folders(
+    path: PathLike, image_root: PathLike | None = None, split: str | None = None, caption: str = "{}"
+) -> Annotations:
+    """A scene-classification archive (AID, UCM, RESISC45): ``path/<class>/<image>``, one folder per class.
+
+    Each image gets one caption, ``caption`` with its class name (underscores as spaces), so the archive
+    also reads as a retrieval split; zero-shot classification takes the class from the folder
+    (``zeroshot.labels="folder"``). ``image_root`` is not used: the images are where the folders are.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"class folder archive {root} does not exist or is not a folder")
+    if caption.count("{}") != 1:
+        raise ValueError(f"data.reader.caption {caption!r} must hold one '{{}}' for the class name")
+    builder = _Builder(root)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in sorted(p for p in folder.iterdir() if p.suffix.lower() in CLASS_FOLDER_SUFFIXES and p.is_file()):
+            index = builder.image(file, f"{folder.name}/{file.name}")
+            builder.caption(index, caption.format(folder.name.replace("_", " ")))
+    if not builder.images:
+        raise ValueError(
+            f"class folder archive {root}: no images; expected {root}/<class>/<image> with suffixes "
+            f"{', '.join(CLASS_FOLDER_SUFFIXES)}"
+        )
+    return builder.build(str(root))

@@ -32,13 +32,52 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _progress_bar(shown: bool) -> Progress:
+def progress_bar(shown: bool) -> Progress:
     """A transient bar per embedding pass (images, captions); ``shown=False`` draws nothing."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, transient=True, disable=not shown)
 
 
 @torch.no_grad()
+def embed_images(
+    model: RetrievalModel, annotations: Annotations, batch_size: int, num_workers: int, bar: Progress
+) -> torch.Tensor:
+    """Normalised embeddings of the split's images, in image order; each process embeds its share."""
+    rank, world = get_dist_info()
+    device = next(model.parameters()).device
+    images = ImagesOnly(annotations, model.backbone.eval_transform())
+    share = Subset(images, range(rank, len(images), world))
+    task = bar.add_task("embedding images", total=len(share))
+    rows: list[tuple[int, torch.Tensor]] = []
+    for batch in DataLoader(share, batch_size=batch_size, num_workers=num_workers):
+        embeddings = model.encode_image(batch["pixels"].to(device)).float().cpu()
+        rows.extend(zip(batch["index"].tolist(), embeddings, strict=True))
+        bar.advance(task, len(embeddings))
+    return _gathered_rows(rows, len(images))
+
+
+@torch.no_grad()
+def embed_texts(
+    model: RetrievalModel, texts: list[str], batch_size: int, bar: Progress, what: str = "captions"
+) -> torch.Tensor:
+    """Normalised embeddings of ``texts`` (already cleaned), in order; each process embeds its share.
+
+    ``what`` names the texts on the progress bar.
+    """
+    rank, world = get_dist_info()
+    device = next(model.parameters()).device
+    starts = range(rank * batch_size, len(texts), world * batch_size)
+    task = bar.add_task(f"embedding {what}", total=sum(len(texts[s : s + batch_size]) for s in starts))
+    rows: list[tuple[int, torch.Tensor]] = []
+    for start in starts:
+        chunk = texts[start : start + batch_size]
+        tokens = {k: v.to(device) for k, v in model.backbone.tokenize(chunk).items()}
+        embeddings = model.encode_text(tokens).float().cpu()
+        rows.extend(zip(range(start, start + len(chunk)), embeddings, strict=True))
+        bar.advance(task, len(chunk))
+    return _gathered_rows(rows, len(texts))
+
+
 def embed_split(
     model: RetrievalModel,
     annotations: Annotations,
@@ -51,31 +90,13 @@ def embed_split(
 
     ``progress`` draws a bar per pass on the main process: a large split takes minutes on a CPU.
     """
-    rank, world = get_dist_info()
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    images = ImagesOnly(annotations, model.backbone.eval_transform())
-    share = Subset(images, range(rank, len(images), world))
-    captions = cleaned_captions(annotations, max_words)
-    caption_starts = range(rank * batch_size, len(captions), world * batch_size)
-    with _progress_bar(progress and rank == 0) as bar:
-        task = bar.add_task("embedding images", total=len(share))
-        image_rows: list[tuple[int, torch.Tensor]] = []
-        for batch in DataLoader(share, batch_size=batch_size, num_workers=num_workers):
-            embeddings = model.encode_image(batch["pixels"].to(device)).float().cpu()
-            image_rows.extend(zip(batch["index"].tolist(), embeddings, strict=True))
-            bar.advance(task, len(embeddings))
-        task = bar.add_task("embedding captions", total=sum(len(captions[s : s + batch_size]) for s in caption_starts))
-        caption_rows: list[tuple[int, torch.Tensor]] = []
-        for start in caption_starts:
-            chunk = captions[start : start + batch_size]
-            tokens = {k: v.to(device) for k, v in model.backbone.tokenize(chunk).items()}
-            embeddings = model.encode_text(tokens).float().cpu()
-            caption_rows.extend(zip(range(start, start + len(chunk)), embeddings, strict=True))
-            bar.advance(task, len(chunk))
+    with progress_bar(progress and get_dist_info()[0] == 0) as bar:
+        image_emb = embed_images(model, annotations, batch_size, num_workers, bar)
+        text_emb = embed_texts(model, cleaned_captions(annotations, max_words), batch_size, bar)
     model.train(was_training)
-    return _gathered_rows(image_rows, len(images)), _gathered_rows(caption_rows, len(captions))
+    return image_emb, text_emb
 
 
 def evaluate(

@@ -101,6 +101,57 @@ class ModelSection:
     checkpoint_blocks: bool = False
 
 
+# CLIP-style prompt ensembling for aerial scenes; a recipe's `zeroshot.templates` replaces the list.
+DEFAULT_TEMPLATES = (
+    "an aerial photograph of {}.",
+    "a satellite image of {}.",
+    "a remote sensing image of {}.",
+    "an aerial view of {}.",
+    "a top-down photo of {}.",
+)
+
+
+@dataclass(frozen=True)
+class ZeroshotSection:
+    """``zeroshot`` (optional): how zero-shot scene classification (``eval --task zeroshot-classification``,
+    and every bench run) names the classes of an evaluation split's images.
+    """
+
+    # where an image's class is read: its file-name prefix (airport_1.jpg) or its folder (airport/1.jpg)
+    labels: Literal["file_name", "folder"] = "file_name"
+    # each holds one "{}" for the class; the embeddings of a class's prompts are averaged
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    # how a class is said in a prompt (denseresidential: dense residential area); default: its name
+    class_names: dict[str, str] = field(default_factory=dict)
+    # the candidate classes; default: every class among the split's images
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        for template in self.templates:
+            if not isinstance(template, str) or template.count("{}") != 1:
+                raise ValueError(f"zeroshot.templates: {template!r} must hold one '{{}}' for the class name")
+        if not self.templates:
+            raise ValueError("zeroshot.templates is empty; expected at least one template")
+
+
+@dataclass(frozen=True)
+class TuningSection:
+    """``tuning`` (optional): the learning-rate grid of ``bench --tune``, each rate trained for ``epochs``.
+
+    The chosen rate is the one with the best validation mR; rates within ``tolerance`` mR points of it
+    count as tied, and the lowest of those is chosen (a higher rate that buys nothing measurable only
+    risks divergence).
+    """
+
+    lrs: list[float]
+    epochs: int = field(default=1, metadata=_AT_LEAST_1)
+    tolerance: float = field(default=0.0, metadata=_AT_LEAST_0)
+
+    def __post_init__(self) -> None:
+        if len(self.lrs) < 2 or any(lr <= 0 for lr in self.lrs):
+            raise ValueError(f"tuning.lrs must hold at least two positive rates, got {list(self.lrs)!r}")
+
+
 @dataclass(frozen=True)
 class Options:
     """The keys a section or a class accepts: name -> type, which must be given, and whether others may be."""
@@ -284,6 +335,19 @@ def _check_schedule(schedule: Any) -> None:
     check_options(_mapping(schedule, "schedule"), dataclass_options(ScheduleSection), "schedule")
 
 
+def _section(cls: type, name: str) -> Callable[[Any], None]:
+    """A check of an optional section declared as the dataclass ``cls``, which checks its own values too."""
+
+    def check(value: Any) -> None:
+        check_options(_mapping(value, name), dataclass_options(cls), name)
+        try:
+            cls(**value)
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+
+    return check
+
+
 CUSTOM_IMPORTS = Options({"imports": str | list[str], "allow_failed_imports": bool}, frozenset({"imports"}))
 
 
@@ -298,7 +362,9 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "loss": lambda value: _typed_section(value, "loss", LOSSES, signature_options),
     "data": _check_data,
     "schedule": _check_schedule,
-    "model": lambda value: check_options(_mapping(value, "model"), dataclass_options(ModelSection), "model"),
+    "model": _section(ModelSection, "model"),
+    "zeroshot": _section(ZeroshotSection, "zeroshot"),
+    "tuning": _section(TuningSection, "tuning"),
     "name": _check_name,
     # mmengine imports these plug-in modules when it reads the recipe (harma_zoo.plugins)
     "custom_imports": lambda value: check_options(_mapping(value, "custom_imports"), CUSTOM_IMPORTS, "custom_imports"),

@@ -11,3 +11,5 @@ data = dict(
     max_words=30,
     skip_unreadable=False,
 )
+# Zero-shot scene classification: the scene class is the file-name prefix (forest_3.png).
+zeroshot = dict(labels="file_name")
