@@ -8,7 +8,7 @@ DOCS_STAMP := $(VENV)/.docs-installed
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
 EXTRAS := test,plot,parquet,siglip,search
 
-.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer bench cards docs search-demo clean
+.PHONY: test test-slow lint registry-schema demo rsicd pretrain transfer transfer-tune bench cards docs search-demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,10 +51,15 @@ pretrain: $(STAMP)
 	$(VENV)/bin/harma-zoo export-backbone pretrain_tiny-vit_rsicd-source --checkpoint results/pretrain/best.safetensors \
 		--out results/pretrain/harma-tiny-vit-rsicd-source.safetensors
 
-# Stage 2: the six-row leaderboard, every method fine-tuned from that backbone to all of RSICD (~1 h on
-# 2 cores; runs already finished in results/transfer are kept).
+# Stage 2: the six-row leaderboard, every method fine-tuned from that backbone to all of RSICD, two runs side by
+# side with one thread each (~1 h on 2 cores; runs already finished in results/transfer are kept).
+# `make transfer-tune`: each method's learning-rate grid (its recipe's `tuning`), one epoch a rate (~70 min).
+TRANSFER_ARGS ?= --parallel-runs 2
 transfer: $(STAMP)
-	$(VENV)/bin/harma-zoo bench --preset rsicd-transfer --out results/transfer
+	OMP_NUM_THREADS=1 $(VENV)/bin/harma-zoo bench --preset rsicd-transfer --out results/transfer $(TRANSFER_ARGS)
+
+transfer-tune: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/harma-zoo bench --preset rsicd-transfer-tune --out results/transfer-tune $(TRANSFER_ARGS)
 
 # CPU benchmarks (ViT-B-32 training step per method, encoding throughput, evaluation at dataset sizes),
 # each measurement in its own process; tables on stdout, figures in results/bench.json. ~10 min on 2 cores;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from engine_helpers import BENCH_ARCHS, StopAfterEpoch, bench_recipe, write_reci
 
 from harma_zoo.bench import runs as bench
 from harma_zoo.bench.runs import plan, run_bench
+from harma_zoo.bench.variants import chosen_rates, with_lr_grid
 from harma_zoo.cli import main
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.recipe import build_recipe_model, load_recipe
+from harma_zoo.engine.recipe_schema import RecipeError, validate_recipe
 from harma_zoo.engine.train import build_runner, train
 from harma_zoo.params import parameter_summary
 from harma_zoo.resources import project_folder
@@ -46,7 +49,8 @@ def test_bench_runs_the_matrix_and_writes_agreeing_leaderboards(matrix: dict) ->
     json_runs = [row["run"] for row in listed["rows"]]
     with open(out / "leaderboard.csv", newline="") as file:
         csv_rows = list(csv.DictReader(file))
-    md_runs = [line.split("|")[1].strip() for line in (out / "leaderboard.md").read_text().splitlines()[6:]]
+    table = (out / "leaderboard.md").read_text().split("\n\n")[2]  # title, note, then the table of runs
+    md_runs = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert set(json_runs) == ids and [row["run"] for row in csv_rows] == json_runs == md_runs
     scores = [row["val_mR"] for row in listed["rows"]]
     assert scores == sorted(scores, reverse=True)
@@ -180,7 +184,7 @@ def test_the_demo_preset_is_the_small_vit_on_synthetic_data(tmp_path: Path) -> N
     assert [run.method for run in runs] == ["frozen", "harma", "full"]
     assert all(run.cfg.backbone.arch == "harma-small-vit" and "pretrained" not in run.cfg.backbone for run in runs)
     assert all(run.cfg.data.root == f"{tmp_path}/demo-data" and run.cfg.data.synthetic for run in runs)
-    with pytest.raises(KeyError, match="unknown preset 'paper'; known: demo, rsicd-transfer"):
+    with pytest.raises(KeyError, match="unknown preset 'paper'; known: demo, rsicd-transfer, rsicd-transfer-tune"):
         bench.resolve_preset("paper", tmp_path)
 
 
@@ -219,8 +223,9 @@ def test_a_bench_where_every_run_fails_writes_no_leaderboard_and_names_the_logs(
 def _rows(*methods: str) -> list[dict]:
     """Leaderboard rows of one run per method, all on the same dataset, scored alike."""
     return [
-        {"method": method, "trainable_params": 37_995 if method.startswith("harma") else 10**index,
-         "val_mR": 3.5 + 0.01 * index, "dataset": "rsicd"}
+        {"run": method, "group": method, "method": method, "seed": 0, "lr": 1e-2, "dataset": "rsicd",
+         "trainable_params": 37_995 if method.startswith("harma") else 10**index, "val_mR": 3.5 + 0.01 * index,
+         "val_zs_top1": 20.0, "wall_time_min": 1.0}
         for index, method in enumerate(methods)
     ]  # fmt: skip
 
@@ -232,7 +237,7 @@ def test_the_plot_keeps_a_colour_per_method_and_everything_inside_the_figure() -
 
     def colours(chart) -> dict[str, str]:
         axes = chart.axes[0]
-        return {c.get_label(): to_hex(c.get_edgecolor()[0]) for c in axes.collections}
+        return {c.get_label(): to_hex(c.lines[0].get_markeredgecolor()) for c in axes.containers}
 
     alone = figure(_rows("harma", "full"))
     many = figure(_rows("adapter", "frozen", "full", "harma", "harma-paper", "lora", "mine"))
@@ -247,3 +252,71 @@ def test_the_plot_keeps_a_colour_per_method_and_everything_inside_the_figure() -
     for artist in [axes.title, axes.xaxis.label, axes.yaxis.label, axes.get_legend()]:
         box = artist.get_window_extent(renderer)
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, artist
+
+
+def test_seeds_run_each_cell_per_seed_and_the_leaderboard_pools_them(tmp_path: Path) -> None:
+    recipe = bench_recipe(tmp_path, "harma_tiny-vit_synth", zeroshot={"labels": "file_name"})
+    out = tmp_path / "results"
+    outcome = run_bench(recipes=[str(recipe)], methods=["frozen", "harma"], seeds=[0, 1], out=out)
+    cell = "harma_tiny-vit_synth__harma"
+    assert sorted(outcome["ran"]) == ["harma_tiny-vit_synth__frozen", f"{cell}__seed0", f"{cell}__seed1"]
+    results = {run: json.loads((out / "runs" / run / "result.json").read_text()) for run in outcome["ran"]}
+    assert [results[f"{cell}__seed{seed}"]["seed"] for seed in (0, 1)] == [0, 1]
+    assert {result["group"] for result in results.values()} == {cell, "harma_tiny-vit_synth__frozen"}
+    assert all(set(result["zeroshot"]["val"]["metrics"]) >= {"top1", "top5"} for result in results.values())
+
+    document = json.loads((out / "leaderboard.json").read_text())
+    [pooled] = [group for group in document["groups"] if group["group"] == cell]
+    scores = [results[f"{cell}__seed{seed}"]["metrics"]["val"]["mR"] for seed in (0, 1)]
+    top1 = [results[f"{cell}__seed{seed}"]["zeroshot"]["val"]["metrics"]["top1"] for seed in (0, 1)]
+    assert pooled["seeds"] == [0, 1] and pooled["lr"] == 1e-3
+    assert pooled["val_mR_mean"] == pytest.approx(statistics.fmean(scores))
+    assert pooled["val_mR_std"] == pytest.approx(statistics.stdev(scores))
+    assert pooled["val_zs_top1_mean"] == pytest.approx(statistics.fmean(top1))
+    text = (out / "leaderboard.md").read_text()
+    assert "## Seeds pooled" in text
+    mean, std = pooled["val_mR_mean"], pooled["val_mR_std"]
+    assert f"| {cell} | harma | 0.001 | 0, 1 |" in text and f"{mean:.2f} ± {std:.2f}" in text
+
+
+def test_tune_runs_each_rate_of_the_grid_and_chooses_on_validation(tmp_path: Path, capsys) -> None:
+    recipe = bench_recipe(tmp_path, "harma_tiny-vit_synth", schedule__epochs=2, tuning={"lrs": [1e-4, 3e-2]})
+    out = tmp_path / "tune"
+    argv = ["bench", "--recipes", str(recipe), "--methods", "frozen", "harma", "--tune", "--out", str(out)]
+    assert main(argv) == 0
+    cell = "harma_tiny-vit_synth__harma"
+    runs = {path.name for path in (out / "runs").iterdir()}
+    assert runs == {f"{cell}__lr0.0001", f"{cell}__lr0.03"}  # frozen has no rate to tune
+    scores = {}
+    for lr in (1e-4, 3e-2):
+        result = json.loads((out / "runs" / f"{cell}__lr{lr:g}" / "result.json").read_text())
+        assert result["lr"] == lr and result["best_epoch"] == 1  # tuning.epochs (1) replaces the recipe's 2
+        scores[lr] = result["metrics"]["val"]["mR"]
+    tuning = json.loads((out / "tuning.json").read_text())["groups"][cell]
+    assert {float(lr): score for lr, score in tuning["val_mR"].items()} == scores
+    assert tuning["chosen"] == max(scores, key=lambda lr: (scores[lr], -lr))
+    assert f"{cell}: val mR by rate (1 epoch(s))" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(ValueError, match="--tune trains each rate with the recipe's seed"):
+        run_bench(recipes=[str(recipe)], methods=["harma"], tune=True, seeds=[0, 1], out=out)
+
+
+def test_the_chosen_rate_is_the_lowest_within_the_tolerance_and_a_failed_rate_never_wins(tmp_path: Path) -> None:
+    [run] = plan([str(bench_recipe(tmp_path, "harma_tiny-vit_synth"))], ["harma"])
+    run.cfg.tuning = {"lrs": [3e-3, 1e-2, 3e-2], "tolerance": 0.1}
+    grid = with_lr_grid([run])
+
+    def result(score: float) -> dict:
+        return {"metrics": {"val": {"mR": score}}}
+
+    ids = [r.run_id for r in grid]
+    close = chosen_rates(grid, {ids[0]: result(2.70), ids[1]: result(3.03), ids[2]: result(3.05)})
+    assert close[run.group]["chosen"] == 1e-2  # 3e-2 is better by 0.02, within the tolerance of 0.1
+    apart = chosen_rates(grid, {ids[0]: result(2.70), ids[1]: result(2.90), ids[2]: result(3.05)})
+    assert apart[run.group]["chosen"] == 3e-2
+    diverged = chosen_rates(grid, {ids[0]: result(2.70), ids[1]: result(2.90)}, failed=[ids[2]])
+    assert diverged[run.group]["chosen"] == 1e-2 and diverged[run.group]["val_mR"][3e-2] is None
+    waiting = chosen_rates(grid, {ids[0]: result(2.70)})
+    assert waiting[run.group]["chosen"] is None  # not all rates have finished
+    run.cfg.tuning = {"lrs": [1e-2]}
+    with pytest.raises(RecipeError, match="tuning.lrs must hold at least two positive rates"):
+        validate_recipe(run.cfg, "test")

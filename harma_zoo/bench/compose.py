@@ -137,7 +137,11 @@ def recipe_from_pieces(backbone: str, dataset: str, schedule: str) -> Config:
 
 @dataclass
 class BenchRun:
-    """One cell of the matrix: its id, composed config and labels."""
+    """One cell of the matrix: its id, composed config and labels.
+
+    ``group``: the cell that seeds and learning-rate grids (``harma_zoo.bench.variants``) vary; the run
+    itself when empty.
+    """
 
     run_id: str
     cfg: Config
@@ -145,6 +149,10 @@ class BenchRun:
     backbone: str
     dataset: str
     method: str
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.run_id
 
 
 def backbone_label(backbone: dict[str, Any]) -> str:

@@ -1,9 +1,11 @@
 """The bench leaderboard: finished runs ranked by validation mR, as Markdown, CSV, JSON and a PNG plot.
 
 Every file is written atomically, so a reader never sees half of one. The rows come
-from the runs' ``result.json`` files; the plot puts validation mR against the number
-of trainable parameters on a log axis (a run that trains nothing sits at x = 1), each method in its
-own colour in every plot.
+from the runs' ``result.json`` files. Runs of one group (the seeds of a cell, ``bench --seeds``) are
+also pooled into a row of means and sample standard deviations; the plot puts each group's mean
+validation mR, with its standard deviation as an error bar, against the number of trainable
+parameters on a log axis (a run that trains nothing sits at x = 1), each method in its own colour
+in every plot.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,24 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     *((f"val_{key}", f"val {metric_label(key)}") for key in RECALL_KEYS),  # mR has its own columns
     ("val_mR", "val mR"),
     ("test_mR", "test mR"),
+    ("val_zs_top1", "val zero-shot top-1"),
+    ("seed", "seed"),
+    ("lr", "lr"),
     ("best_epoch", "best epoch"),
     ("wall_time_min", "wall time (min)"),
 )
+# The pooled rows: (key, header); a *_mean key is shown with its *_std as "mean ± std".
+GROUP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("group", "runs pooled"),
+    ("method", "method"),
+    ("lr", "lr"),
+    ("seeds", "seeds"),
+    ("trainable_params", "trainable params"),
+    ("val_mR_mean", "val mR"),
+    ("val_zs_top1_mean", "val zero-shot top-1"),
+    ("wall_time_min_mean", "wall time (min)"),
+)
+POOLED = ("val_mR", "val_zs_top1", "wall_time_min")
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.png")
 
 
@@ -52,6 +70,10 @@ def leaderboard_row(result: dict[str, Any]) -> dict[str, Any]:
         **{f"val_{key}": val.get(key) for key in RECALL_KEYS},
         "val_mR": val.get(MEAN_RECALL),
         "test_mR": test.get(MEAN_RECALL) if test else None,
+        "val_zs_top1": result.get("zeroshot", {}).get("val", {}).get("metrics", {}).get("top1"),
+        "seed": result.get("seed") if result.get("trained") else None,
+        "lr": result.get("lr"),
+        "group": result.get("group", result["run"]),
         "best_epoch": result.get("best_epoch"),
         # training and evaluation of the run; None for a run recorded before this was kept
         "wall_time_min": round(result["wall_time_s"] / 60, 1) if result.get("wall_time_s") is not None else None,
@@ -65,9 +87,54 @@ def ranked(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (-(row["val_mR"] if row["val_mR"] is not None else float("-inf")), row["run"]))
 
 
+def _spread(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the measured values (std None below two)."""
+    measured = [value for value in values if value is not None]
+    if not measured:
+        return None, None
+    return statistics.fmean(measured), statistics.stdev(measured) if len(measured) > 1 else None
+
+
+def grouped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group of runs (the seeds of a cell): means and standard deviations, best mean first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    pooled = []
+    for name, members in groups.items():
+        first = members[0]
+        entry = {
+            "group": name,
+            "method": first["method"],
+            "dataset": first["dataset"],
+            "lr": first["lr"],
+            "seeds": [row["seed"] for row in members if row["seed"] is not None],
+            "runs": [row["run"] for row in members],
+            "trainable_params": first["trainable_params"],
+        }
+        for key in POOLED:
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _spread([row[key] for row in members])
+        pooled.append(entry)
+    return sorted(pooled, key=lambda g: (-(g["val_mR_mean"] if g["val_mR_mean"] is not None else -1e9), g["group"]))
+
+
+def _pooled_cell(key: str, group: dict[str, Any]) -> str:
+    if key.endswith("_mean"):
+        mean, std = group[key], group[key.replace("_mean", "_std")]
+        digits = 1 if key.startswith("wall_time") else 2
+        if mean is None:
+            return "-"
+        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    if key == "seeds":
+        return ", ".join(map(str, group[key])) or "-"
+    return _cell(key, group[key])
+
+
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
+    if key == "lr":
+        return f"{value:g}"
     if key == "trainable_params":
         return f"{value:,}"
     if key == "percent_of_backbone":
@@ -93,20 +160,36 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         cells = (_cell(key, row[key]).replace("|", "\\|") for key, _ in COLUMNS)
         lines.append("| " + " | ".join(cells) + " |")
+    groups = grouped(rows)
+    if len(groups) < len(rows):  # some runs are seeds of one cell: pool them
+        lines += [
+            "",
+            "## Seeds pooled",
+            "",
+            "Mean ± sample standard deviation over the runs of each cell, sorted by mean validation mR.",
+            "",
+            "| " + " | ".join(header for _, header in GROUP_COLUMNS) + " |",
+            "|" + "|".join(":---" if key in ("group", "method") else "---:" for key, _ in GROUP_COLUMNS) + "|",
+        ]
+        for group in groups:
+            cells = (_pooled_cell(key, group).replace("|", "\\|") for key, _ in GROUP_COLUMNS)
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
     """CSV with the row keys as header; full-precision numbers, empty cells for what was not measured."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[key for key, _ in COLUMNS], lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=[key for key, _ in COLUMNS] + ["group"], lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
 def json_text(rows: list[dict[str, Any]]) -> str:
-    document = {"sorted_by": "val_mR", "columns": dict(COLUMNS), "rows": rows}
+    document = {"sorted_by": "val_mR", "columns": dict(COLUMNS), "rows": rows, "groups": grouped(rows)}
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -139,7 +222,8 @@ def plot_title(rows: list[dict[str, Any]]) -> str:
 
 
 def figure(rows: list[dict[str, Any]]):
-    """Validation mR against trainable parameters (log x), one marker per run, a colour per method.
+    """Mean validation mR against trainable parameters (log x), one marker per group of runs with its
+    standard deviation as an error bar, a colour per method.
 
     Methods are named in a legend beside the axes rather than beside each point, where the labels of
     runs with similar figures (harma and harma-paper) overlapped and the rightmost one was cut off.
@@ -150,20 +234,24 @@ def figure(rows: list[dict[str, Any]]):
     chart = Figure(figsize=(7.5, 4.5), dpi=120, layout="constrained")
     FigureCanvasAgg(chart)
     axes = chart.add_subplot()
-    methods = sorted({row["method"] for row in rows})
+    groups = grouped(rows)
+    methods = sorted({group["method"] for group in groups})
     for method in methods:
-        mine = [row for row in rows if row["method"] == method and row["val_mR"] is not None]
+        mine = [group for group in groups if group["method"] == method and group["val_mR_mean"] is not None]
         colour, marker = method_style(method)
-        xs = [max(row["trainable_params"], 1) for row in mine]
-        face, size = ("none", 130) if method in HOLLOW else (colour, 60)
-        axes.scatter(
-            xs,
-            [row["val_mR"] for row in mine],
-            marker=marker,
-            s=size,
-            facecolors=face,
-            edgecolors=colour,
-            linewidths=1.5,
+        face, size = ("none", 11) if method in HOLLOW else (colour, 8)
+        axes.errorbar(
+            [max(group["trainable_params"], 1) for group in mine],
+            [group["val_mR_mean"] for group in mine],
+            yerr=[group["val_mR_std"] or 0.0 for group in mine],
+            fmt=marker,
+            markersize=size,
+            markerfacecolor=face,
+            markeredgecolor=colour,
+            markeredgewidth=1.5,
+            ecolor=colour,
+            elinewidth=1.2,
+            capsize=4,
             label=method,
         )
     axes.set_xscale("log")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+TRANSFER_RECIPES = [
+    f"{method}_tiny-vit-rsicd-source_rsicd" for method in ("frozen", "harma", "harma-paper", "lora", "adapter", "full")
+]
 # Presets as data. Overrides may name {out}, the bench output folder.
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
@@ -14,11 +17,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "rsicd-transfer": {
         "about": "`make transfer`: the tiny ViT pretrained on half of RSICD's classes, fine-tuned to all of RSICD",
-        "recipes": [
-            f"{method}_tiny-vit-rsicd-source_rsicd"
-            for method in ("frozen", "harma", "harma-paper", "lora", "adapter", "full")
-        ],
+        "recipes": TRANSFER_RECIPES,
         "methods": ["recipe"],
+        "cfg_options": {},
+    },
+    "rsicd-transfer-tune": {
+        "about": "`make transfer-tune`: the learning-rate grid of each rsicd-transfer method (its recipe's `tuning`)",
+        "recipes": TRANSFER_RECIPES,
+        "methods": ["recipe"],
+        "tune": True,
         "cfg_options": {},
     },
 }

@@ -32,11 +32,13 @@ from harma_zoo.bench.compose import BenchRun, config_fingerprint, plan
 from harma_zoo.bench.launch import LOG_NAME, check_processes, per_process_batch, run_side_by_side, torchrun_train
 from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
 from harma_zoo.bench.presets import PRESETS
+from harma_zoo.bench.variants import chosen_rates, with_lr_grid, with_seeds
 from harma_zoo.engine.console import print_table
 from harma_zoo.engine.evaluation import build_for_evaluation, default_device, evaluate
 from harma_zoo.engine.recipe import load_split
 from harma_zoo.engine.report import metrics_table
 from harma_zoo.engine.train import train
+from harma_zoo.engine.zeroshot import classify, zeroshot_section
 from harma_zoo.fileio import atomic_write
 from harma_zoo.params import parameter_summary
 from harma_zoo.plaindata import as_json_data
@@ -47,12 +49,24 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
+def _splits(cfg: Config) -> list[str]:
+    return ["val"] + (["test"] if cfg.data.get("test") else [])
+
+
 def _evaluate_splits(cfg: Config, model) -> dict[str, dict]:
     """Metrics on val, and on test when the recipe names one."""
     model = model.to(default_device())
     batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
-    splits = ["val"] + (["test"] if cfg.data.get("test") else [])
-    return {split: evaluate(model, load_split(cfg, split), batch, workers) for split in splits}
+    return {split: evaluate(model, load_split(cfg, split), batch, workers) for split in _splits(cfg)}
+
+
+def _classify_splits(cfg: Config, model) -> dict[str, dict]:
+    """Zero-shot scene classification on the evaluated splits, when the recipe has a ``zeroshot`` section."""
+    if not cfg.get("zeroshot"):
+        return {}
+    batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
+    section, words = zeroshot_section(cfg), cfg.data.get("max_words", 30)
+    return {split: classify(model, load_split(cfg, split), section, batch, workers, words) for split in _splits(cfg)}
 
 
 def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> tuple[dict[str, Any], bool]:
@@ -103,8 +117,13 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
         console.rule(f"{run.run_id}: zero-shot evaluation (nothing to train)")
     metrics = _evaluate_splits(cfg, model)
     print_table(console, metrics_table(metrics, title=f"{run.run_id}: retrieval (%)"))
+    zeroshot = _classify_splits(cfg, model)
+    for split, outcome in zeroshot.items():
+        shown = ", ".join(f"{key} {value:.2f}" for key, value in outcome["metrics"].items())
+        console.print(f"{run.run_id}: zero-shot classification on {split} (%): {shown}", highlight=False)
     result = {
         "run": run.run_id,
+        "group": run.group,
         "recipe": run.recipe,
         "backbone_label": run.backbone,
         "backbone": as_json_data(cfg.backbone),
@@ -126,12 +145,14 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
         "best_epoch": best.get("epoch"),
         "selected_on": "val" if checkpoint else None,
         "metrics": metrics,
+        "zeroshot": zeroshot,
         "checkpoint": str(checkpoint.relative_to(runs_dir.parent)) if checkpoint else None,
         "config": f"runs/{run.run_id}/{run.run_id}.py",
         "config_sha256": fingerprint,
         "resumed": resumed,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "seed": cfg.schedule.get("seed"),
+        "lr": cfg.schedule.get("lr") if summary["trainable"] else None,
         "toolkit_version": __version__,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -149,7 +170,10 @@ def resolve_preset(name: str, out: Path) -> dict[str, Any]:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     preset = dict(PRESETS[name])
-    preset["cfg_options"] = {key: value.format(out=out) for key, value in preset.get("cfg_options", {}).items()}
+    preset["cfg_options"] = {
+        key: value.format(out=out) if isinstance(value, str) else value
+        for key, value in preset.get("cfg_options", {}).items()
+    }
     return preset
 
 
@@ -166,6 +190,8 @@ def run_bench(
     train_fn=None,
     nproc_per_run: int = 1,
     parallel_runs: int = 1,
+    seeds: list[int] | None = None,
+    tune: bool = False,
 ) -> dict[str, Any]:
     """Run the matrix, then write the leaderboard, plot and cards; returns what happened.
 
@@ -173,7 +199,9 @@ def run_bench(
     preset's of the same kind, and ``cfg_options`` win over the preset's overrides.
     ``nproc_per_run`` trains each run on that many processes (torchrun) with the same global
     batch, ``parallel_runs`` does that many runs at once on their own devices
-    (``harma_zoo.bench.launch``); neither changes a run's result.
+    (``harma_zoo.bench.launch``); neither changes a run's result. ``seeds`` runs each cell once per
+    seed, ``tune`` runs each cell's learning-rate grid instead and writes the chosen rates to
+    ``<out>/tuning.json`` (``harma_zoo.bench.variants``).
     """
     console = console or Console()
     out = Path(out)
@@ -185,9 +213,14 @@ def run_bench(
         backbones = backbones or chosen.get("backbones")
         datasets = datasets or chosen.get("datasets")
         schedule = schedule or chosen.get("schedule")
+        seeds = seeds if seeds is not None else chosen.get("seeds")
+        tune = tune or chosen.get("tune", False)
         options.update(chosen.get("cfg_options", {}))
     options.update(cfg_options or {})
     runs = plan(recipes, methods, backbones, datasets, schedule, options)
+    if tune and seeds:
+        raise ValueError("--tune trains each rate with the recipe's seed; run --seeds after it, at the chosen rates")
+    runs = with_lr_grid(runs) if tune else with_seeds(runs, seeds) if seeds else runs
     runs_dir = out / "runs"
     check_processes(nproc_per_run)
     for run in runs:  # before anything trains
@@ -217,6 +250,8 @@ def run_bench(
                 failed[run_id] = _failure(run_id, error, [runs_dir / run_id / LOG_NAME], console)
     results = finished_results(runs_dir)
     outcome = {"ran": done, "skipped": skipped, "failed": failed, "rows": [], "files": {}, "cards": []}
+    if tune:
+        outcome["tuning"] = _report_tuning(runs, results, failed, out, console)
     if results:
         rows = ranked(results)
         paths = write_leaderboard(rows, out)
@@ -237,6 +272,23 @@ def run_bench(
             logs = ", ".join(str(log) for log in failure["logs"])
             console.print(f"  {run_id}: {logs}", highlight=False, soft_wrap=True)
     return outcome
+
+
+def _report_tuning(
+    runs: list[BenchRun], results: list[dict[str, Any]], failed: dict[str, Any], out: Path, console: Console
+) -> dict[str, dict[str, Any]]:
+    """Write ``<out>/tuning.json`` (each grid's validation mR per rate, the chosen rate) and print it."""
+    rates = chosen_rates(runs, {result["run"]: result for result in results}, failed)
+    _write_json(out / "tuning.json", {"selected_on": "val_mR", "groups": rates})
+    for group, entry in rates.items():
+        scores = ", ".join(
+            f"{lr:g}: {'failed' if score is None else f'{score:.2f}'}" for lr, score in entry["val_mR"].items()
+        )
+        chosen = "not yet (runs missing)" if entry["chosen"] is None else f"{entry['chosen']:g}"
+        console.print(
+            f"{group}: val mR by rate ({entry['epochs']} epoch(s)) {scores}; chosen {chosen}", highlight=False
+        )
+    return rates
 
 
 def _failure(run_id: str, message: str, logs: list[Path], console: Console) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
         console=console,
         nproc_per_run=args.nproc_per_run,
         parallel_runs=args.parallel_runs,
+        seeds=args.seeds,
+        tune=args.tune,
     )
     return 1 if outcome["failed"] else 0
 
@@ -60,6 +62,14 @@ def add_commands(commands: Any) -> None:
         default=1,
         metavar="K",
         help="do K runs side by side, each in its own process on its own GPUs (CUDA_VISIBLE_DEVICES)",
+    )
+    bench.add_argument(
+        "--seeds", nargs="+", type=int, metavar="SEED", help="run each cell once per seed; the leaderboard pools them"
+    )
+    bench.add_argument(
+        "--tune",
+        action="store_true",
+        help="run each recipe's learning-rate grid (its `tuning` section) instead; writes the chosen rates",
     )
     add_cfg_options(bench, help="override values of every run: key=value")
     bench.set_defaults(run=_bench)
