@@ -53,7 +53,7 @@ pretrain: $(STAMP)
 
 # Stage 2: the six-row leaderboard, every method fine-tuned from that backbone to all of RSICD, two runs side by
 # side with one thread each (~1 h on 2 cores; runs already finished in results/transfer are kept).
-# `make transfer-tune`: each method's learning-rate grid (its recipe's `tuning`), one epoch a rate (~70 min).
+# `make transfer-tune`: each method's learning-rate grid (its recipe's `tuning`), one epoch a rate (~80 min).
 TRANSFER_ARGS ?= --parallel-runs 2
 transfer: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/harma-zoo bench --preset rsicd-transfer --out results/transfer $(TRANSFER_ARGS)
