@@ -49,24 +49,19 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
-def _splits(cfg: Config) -> list[str]:
-    return ["val"] + (["test"] if cfg.data.get("test") else [])
-
-
-def _evaluate_splits(cfg: Config, model) -> dict[str, dict]:
-    """Metrics on val, and on test when the recipe names one."""
+def _evaluate_splits(cfg: Config, model) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Retrieval metrics on val, and on test when the recipe names one; zero-shot scene classification
+    on the same splits when the recipe has a ``zeroshot`` section. Each split is read once for both."""
     model = model.to(default_device())
     batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
-    return {split: evaluate(model, load_split(cfg, split), batch, workers) for split in _splits(cfg)}
-
-
-def _classify_splits(cfg: Config, model) -> dict[str, dict]:
-    """Zero-shot scene classification on the evaluated splits, when the recipe has a ``zeroshot`` section."""
-    if not cfg.get("zeroshot"):
-        return {}
-    batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
-    section, words = zeroshot_section(cfg), cfg.data.get("max_words", 30)
-    return {split: classify(model, load_split(cfg, split), section, batch, workers, words) for split in _splits(cfg)}
+    section = zeroshot_section(cfg) if cfg.get("zeroshot") else None
+    metrics, zeroshot = {}, {}
+    for split in ["val"] + (["test"] if cfg.data.get("test") else []):
+        annotations = load_split(cfg, split)
+        metrics[split] = evaluate(model, annotations, batch, workers)
+        if section is not None:
+            zeroshot[split] = classify(model, annotations, section, batch, workers, cfg.data.get("max_words", 30))
+    return metrics, zeroshot
 
 
 def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> tuple[dict[str, Any], bool]:
@@ -115,9 +110,8 @@ def run_one(run: BenchRun, runs_dir: Path, console: Console, train_fn=None) -> t
         model, _ = build_for_evaluation(cfg, checkpoint)
     else:
         console.rule(f"{run.run_id}: zero-shot evaluation (nothing to train)")
-    metrics = _evaluate_splits(cfg, model)
+    metrics, zeroshot = _evaluate_splits(cfg, model)
     print_table(console, metrics_table(metrics, title=f"{run.run_id}: retrieval (%)"))
-    zeroshot = _classify_splits(cfg, model)
     for split, outcome in zeroshot.items():
         shown = ", ".join(f"{key} {value:.2f}" for key, value in outcome["metrics"].items())
         console.print(f"{run.run_id}: zero-shot classification on {split} (%): {shown}", highlight=False)

@@ -27,12 +27,17 @@ def _variant(run: BenchRun, suffix: str, options: dict[str, Any]) -> BenchRun:
     return BenchRun(run_id, cfg, run.recipe, run.backbone, run.dataset, run.method, group=run.group)
 
 
+def _trains(run: BenchRun) -> bool:
+    """Whether the run trains anything: a frozen one has neither seed nor rate to vary."""
+    return run.cfg.method.get("type") != "frozen"
+
+
 def with_seeds(runs: Iterable[BenchRun], seeds: Iterable[int]) -> list[BenchRun]:
     """Each run once per seed; a run that trains nothing has no seed to vary and is kept once."""
     seeds = list(dict.fromkeys(seeds))
     varied = []
     for run in runs:
-        if run.cfg.method.get("type") == "frozen":
+        if not _trains(run):
             varied.append(run)
             continue
         varied.extend(_variant(run, f"seed{seed}", {"schedule.seed": seed}) for seed in seeds)
@@ -50,7 +55,7 @@ def with_lr_grid(runs: Iterable[BenchRun]) -> list[BenchRun]:
     grid = []
     for run in runs:
         section = tuning_section(run)
-        if section is None or run.cfg.method.get("type") == "frozen":
+        if section is None or not _trains(run):
             continue
         for lr in section.lrs:
             grid.append(_variant(run, f"lr{lr:g}", {"schedule.lr": lr, "schedule.epochs": section.epochs}))
@@ -71,7 +76,7 @@ def chosen_rates(
     waiting = set()
     for run in runs:
         section = tuning_section(run)
-        if section is None or run.cfg.method.get("type") == "frozen":
+        if section is None or not _trains(run):
             continue
         entry = groups.setdefault(
             run.group, {"val_mR": {}, "epochs": section.epochs, "tolerance": section.tolerance, "chosen": None}

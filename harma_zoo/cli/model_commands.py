@@ -106,9 +106,8 @@ def _retrieval(cfg: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]
 
 
 def _zeroshot(cfg: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    from rich.table import Table
-
-    from harma_zoo.engine.zeroshot import classify_recipe, write_confusion_png
+    from harma_zoo.engine.report import metrics_table
+    from harma_zoo.engine.zeroshot import COLUMNS, classify_recipe, write_confusion_png
 
     result = classify_recipe(cfg, args.checkpoint, args.split, args.batch_size, args.device, progress=True)
     title = (
@@ -117,11 +116,7 @@ def _zeroshot(cfg: Any, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     )
     if args.confusion:
         write_confusion_png(result, args.confusion, title)
-    table = Table(title=title)
-    for key in result["metrics"]:
-        table.add_column(key.replace("_", " "), justify="right")
-    table.add_row(*(f"{value:.2f}" for value in result["metrics"].values()))
-    return result, table
+    return result, metrics_table({args.split: result["metrics"]}, title=title, columns=COLUMNS)
 
 
 def _export_backbone(args: argparse.Namespace, console: Console) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +38,19 @@ def progress_bar(shown: bool) -> Progress:
     """A transient bar per embedding pass (images, captions); ``shown=False`` draws nothing."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, transient=True, disable=not shown)
+
+
+@contextlib.contextmanager
+def embedding_pass(model: RetrievalModel, progress: bool) -> Iterator[Progress]:
+    """``model`` in eval mode (its mode restored after) and the progress bars of the passes, drawn by the
+    main process only when ``progress``: the setting every evaluation task embeds in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with progress_bar(progress and get_dist_info()[0] == 0) as bar:
+            yield bar
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -90,12 +105,9 @@ def embed_split(
 
     ``progress`` draws a bar per pass on the main process: a large split takes minutes on a CPU.
     """
-    was_training = model.training
-    model.eval()
-    with progress_bar(progress and get_dist_info()[0] == 0) as bar:
+    with embedding_pass(model, progress) as bar:
         image_emb = embed_images(model, annotations, batch_size, num_workers, bar)
         text_emb = embed_texts(model, cleaned_captions(annotations, max_words), batch_size, bar)
-    model.train(was_training)
     return image_emb, text_emb
 
 

@@ -23,7 +23,13 @@ from torch import Tensor
 
 from harma_zoo.data.annotations import Annotations, scene_class
 from harma_zoo.data.text import clean_caption
-from harma_zoo.engine.evaluation import build_for_evaluation, default_device, embed_images, embed_texts, progress_bar
+from harma_zoo.engine.evaluation import (
+    build_for_evaluation,
+    default_device,
+    embed_images,
+    embed_texts,
+    embedding_pass,
+)
 from harma_zoo.engine.recipe import load_split
 from harma_zoo.engine.recipe_schema import ZeroshotSection
 from harma_zoo.fileio import atomic_write
@@ -31,6 +37,8 @@ from harma_zoo.model import RetrievalModel
 
 TOP_KS = (1, 5)
 MEAN_CLASS_RECALL = "mean_class_recall"
+# the metrics' headers in tables (harma_zoo.engine.report.metrics_table)
+COLUMNS = {**{f"top{k}": f"top-{k}" for k in TOP_KS}, MEAN_CLASS_RECALL: "mean class recall"}
 TASK = "zeroshot-classification"
 
 
@@ -110,13 +118,10 @@ def classify(
 ) -> dict[str, Any]:
     """Zero-shot classification of a split's labelled images: metrics, per-class recall, confusion, counts."""
     chosen = labelled_images(annotations, section)
-    was_training = model.training
-    model.eval()
-    with progress_bar(progress) as bar:
+    with embedding_pass(model, progress) as bar:
         image_emb = embed_images(model, chosen.annotations, batch_size, num_workers, bar)
         prompts = class_prompts(chosen.classes, section, max_words)
         prompt_emb = embed_texts(model, prompts, batch_size, bar, "class prompts")
-    model.train(was_training)
     scores = image_emb @ class_embeddings(prompt_emb, len(chosen.classes)).T
     outcome = classification_metrics(scores, chosen.labels, chosen.classes)
     outcome.update(classes=chosen.classes, images=len(chosen.labels), unlabelled_images=chosen.unlabelled)
