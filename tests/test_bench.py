@@ -13,7 +13,7 @@ from engine_helpers import BENCH_ARCHS, StopAfterEpoch, bench_recipe, write_reci
 
 from harma_zoo.bench import runs as bench
 from harma_zoo.bench.runs import plan, run_bench
-from harma_zoo.bench.variants import chosen_rates, with_lr_grid
+from harma_zoo.bench.variants import chosen_rates, with_lr_grid, with_seeds
 from harma_zoo.cli import main
 from harma_zoo.engine.checkpoint import read_metadata
 from harma_zoo.engine.recipe import build_recipe_model, load_recipe
@@ -198,8 +198,15 @@ def test_the_transfer_preset_runs_each_pairing_recipe_as_it_is(tmp_path: Path) -
         assert run.dataset == "rsicd" and run.cfg.backbone.pretrained == "zoo:harma-tiny-vit-rsicd-source"
     towers = {run.method: tuple(run.cfg.method.get("shared_towers", ())) for run in runs}
     assert towers["harma"] == ("text",) and towers["harma-paper"] == ("image", "text")
-    rates = {run.method: run.cfg.schedule.lr for run in runs}
-    assert rates == {"frozen": 5e-4, "full": 5e-4, "harma": 1e-2, "harma-paper": 1e-2, "lora": 1e-2, "adapter": 1e-2}
+    rates = {run.method: run.cfg.schedule.lr for run in runs}  # each the rate its grid chose
+    assert rates == {"frozen": 5e-4, "full": 5e-4, "harma": 3e-2, "harma-paper": 1e-2, "lora": 3e-3, "adapter": 1e-2}
+    assert preset["seeds"] == [0, 1, 2]
+    seeded = with_seeds(runs, preset["seeds"])
+    assert [run.run_id for run in seeded][:4] == [
+        "frozen_tiny-vit-rsicd-source_rsicd",  # nothing trained: no seed to vary
+        *(f"harma_tiny-vit-rsicd-source_rsicd__seed{seed}" for seed in (0, 1, 2)),
+    ]
+    assert len(seeded) == 1 + 5 * 3
     schedules = {json.dumps({**run.cfg.schedule.to_dict(), "lr": None}, sort_keys=True) for run in runs}
     assert len(schedules) == 1  # one schedule but for the learning rate
     with pytest.raises(ValueError, match="runs recipes as they are"):
@@ -296,6 +303,11 @@ def test_tune_runs_each_rate_of_the_grid_and_chooses_on_validation(tmp_path: Pat
     assert {float(lr): score for lr, score in tuning["val_mR"].items()} == scores
     assert tuning["chosen"] == max(scores, key=lambda lr: (scores[lr], -lr))
     assert f"{cell}: val mR by rate (1 epoch(s))" in " ".join(capsys.readouterr().out.split())
+    groups = json.loads((out / "leaderboard.json").read_text())["groups"]  # the rates are no seeds: not pooled
+    assert sorted((group["lr"], group["val_mR_mean"], group["val_mR_std"]) for group in groups) == [
+        (lr, scores[lr], None) for lr in sorted(scores)
+    ]
+    assert "## Seeds pooled" not in (out / "leaderboard.md").read_text()
     with pytest.raises(ValueError, match="--tune trains each rate with the recipe's seed"):
         run_bench(recipes=[str(recipe)], methods=["harma"], tune=True, seeds=[0, 1], out=out)
 

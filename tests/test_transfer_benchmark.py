@@ -134,13 +134,15 @@ TRAINED = [f"{m}_tiny-vit-rsicd-source_rsicd" for m in ("harma", "harma-paper", 
 
 
 def test_the_kept_learning_rate_grids_cover_each_recipe_and_choose_by_its_rule() -> None:
-    """`make transfer-tune`'s kept result: every trained method's grid, finished, chosen as the recipe says."""
+    """`make transfer-tune`'s kept result: every trained method's grid, finished, chosen as the recipe says,
+    and the rate each recipe (so `make transfer`) trains at."""
     folder = PROJECT / "benchmarks/results/rsicd-transfer-tune"
     kept = json.loads((folder / "tuning.json").read_text())["groups"]
     rows = json.loads((folder / "leaderboard.json").read_text())["rows"]
     assert sorted(kept) == sorted(TRAINED)
     for recipe in TRAINED:
-        tuning = load_recipe(recipe_path(recipe)).tuning
+        cfg = load_recipe(recipe_path(recipe))
+        tuning = cfg.tuning
         entry = kept[recipe]
         scores = {float(lr): score for lr, score in entry["val_mR"].items()}
         assert sorted(scores) == sorted(tuning.lrs) and len(scores) >= 3 and entry["epochs"] == tuning.epochs
@@ -148,3 +150,4 @@ def test_the_kept_learning_rate_grids_cover_each_recipe_and_choose_by_its_rule()
         best = max(usable.values())
         assert entry["chosen"] == min(lr for lr, score in usable.items() if score >= best - tuning.tolerance)
         assert {row["lr"]: row["val_mR"] for row in rows if row["group"] == recipe} == usable
+        assert cfg.schedule.lr == entry["chosen"] and cfg.schedule.epochs == entry["epochs"], recipe

@@ -1,8 +1,8 @@
 """The bench leaderboard: finished runs ranked by validation mR, as Markdown, CSV, JSON and a PNG plot.
 
 Every file is written atomically, so a reader never sees half of one. The rows come
-from the runs' ``result.json`` files. Runs of one group (the seeds of a cell, ``bench --seeds``) are
-also pooled into a row of means and sample standard deviations; the plot puts each group's mean
+from the runs' ``result.json`` files. Runs of one group at one learning rate (the seeds of a cell,
+``bench --seeds``) are also pooled into a row of means and sample standard deviations; the plot puts each group's mean
 validation mR, with its standard deviation as an error bar, against the number of trainable
 parameters on a log axis (a run that trains nothing sits at x = 1), each method in its own colour
 in every plot.
@@ -96,12 +96,15 @@ def _spread(values: list[float | None]) -> tuple[float | None, float | None]:
 
 
 def grouped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per group of runs (the seeds of a cell): means and standard deviations, best mean first."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    """One row per group of runs at one rate (the seeds of a cell): means and standard deviations, best first.
+
+    The rates of a learning-rate grid (``bench --tune``) share a group but are not seeds: each stays a row.
+    """
+    groups: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(row["group"], []).append(row)
+        groups.setdefault((row["group"], row["lr"]), []).append(row)
     pooled = []
-    for name, members in groups.items():
+    for (name, _), members in groups.items():
         first = members[0]
         entry = {
             "group": name,
