@@ -12,9 +12,16 @@ from PIL import Image
 
 from harma_zoo.cli import main
 from harma_zoo.data.readers import read_class_folders
-from harma_zoo.engine.recipe import load_recipe
+from harma_zoo.engine.evaluation import build_for_evaluation, embed_split
+from harma_zoo.engine.recipe import load_recipe, load_split
 from harma_zoo.engine.recipe_schema import RecipeError, ZeroshotSection, validate_recipe
-from harma_zoo.engine.zeroshot import class_prompts, classification_metrics, labelled_images
+from harma_zoo.engine.zeroshot import (
+    class_prompts,
+    classification_metrics,
+    classify,
+    labelled_images,
+    zeroshot_section,
+)
 
 
 def test_metrics_count_top_k_per_class_recall_and_confusion() -> None:
@@ -105,3 +112,21 @@ def test_eval_task_writes_the_retrieval_shape_and_a_confusion_matrix(tmp_path: P
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["eval", str(recipe), "--confusion", str(png)]) == 2  # a retrieval has no confusion matrix
     assert "--confusion goes with --task zeroshot-classification" in capsys.readouterr().out
+
+
+def test_classifying_with_the_retrieval_pass_embeddings_matches_embedding_again(tmp_path: Path) -> None:
+    """The bench hands classify the split's image embeddings from retrieval: the same outcome, one pass fewer."""
+    cfg = load_recipe(write_recipe(tmp_path, zeroshot={"labels": "file_name"}))
+    model, _ = build_for_evaluation(cfg, None)
+    split = load_split(cfg, "val")
+    section = zeroshot_section(cfg)
+    image_emb, _ = embed_split(model, split)
+    embedded_again = classify(model, split, section)
+
+    def no_second_pass(pixels: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the images were embedded again")
+
+    model.encode_image = no_second_pass
+    assert classify(model, split, section, split_image_emb=image_emb) == embedded_again
+    with pytest.raises(ValueError, match=r"val.json: 3 image embeddings given for 8 images"):
+        classify(model, split, section, split_image_emb=image_emb[:3])

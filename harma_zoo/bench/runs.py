@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from mmengine.config import Config
 from rich.console import Console
 
@@ -34,7 +35,8 @@ from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
 from harma_zoo.bench.presets import PRESETS
 from harma_zoo.bench.variants import chosen_rates, with_lr_grid, with_seeds
 from harma_zoo.engine.console import print_table
-from harma_zoo.engine.evaluation import build_for_evaluation, default_device, evaluate
+from harma_zoo.engine.evaluation import build_for_evaluation, default_device, embed_split
+from harma_zoo.engine.metric import retrieval_metrics
 from harma_zoo.engine.recipe import load_split
 from harma_zoo.engine.report import metrics_table
 from harma_zoo.engine.train import train
@@ -51,16 +53,19 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
 
 def _evaluate_splits(cfg: Config, model) -> tuple[dict[str, dict], dict[str, dict]]:
     """Retrieval metrics on val, and on test when the recipe names one; zero-shot scene classification
-    on the same splits when the recipe has a ``zeroshot`` section. Each split is read once for both."""
+    on the same splits when the recipe has a ``zeroshot`` section. Each split is read and its images embedded
+    once for both."""
     model = model.to(default_device())
     batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
     section = zeroshot_section(cfg) if cfg.get("zeroshot") else None
     metrics, zeroshot = {}, {}
     for split in ["val"] + (["test"] if cfg.data.get("test") else []):
         annotations = load_split(cfg, split)
-        metrics[split] = evaluate(model, annotations, batch, workers)
+        image_emb, text_emb = embed_split(model, annotations, batch, workers)  # as `evaluate` does
+        metrics[split] = retrieval_metrics(image_emb, text_emb, torch.as_tensor(annotations.caption_image))
         if section is not None:
-            zeroshot[split] = classify(model, annotations, section, batch, workers, cfg.data.get("max_words", 30))
+            words = cfg.data.get("max_words", 30)
+            zeroshot[split] = classify(model, annotations, section, batch, workers, words, split_image_emb=image_emb)
     return metrics, zeroshot
 
 

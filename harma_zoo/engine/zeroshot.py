@@ -56,6 +56,7 @@ class LabelledImages(NamedTuple):
     labels: Tensor
     classes: list[str]
     unlabelled: int
+    positions: Tensor  # of the labelled images in the split
 
 
 def labelled_images(annotations: Annotations, section: ZeroshotSection) -> LabelledImages:
@@ -71,7 +72,8 @@ def labelled_images(annotations: Annotations, section: ZeroshotSection) -> Label
             "(zeroshot.labels: 'file_name' for airport_1.jpg, 'folder' for airport/1.jpg)"
         )
     labels = torch.tensor([index[found[i]] for i in kept], dtype=torch.long)
-    return LabelledImages(annotations.subset(kept), labels, classes, annotations.num_images - len(kept))
+    unlabelled = annotations.num_images - len(kept)
+    return LabelledImages(annotations.subset(kept), labels, classes, unlabelled, torch.tensor(kept, dtype=torch.long))
 
 
 def class_prompts(classes: Sequence[str], section: ZeroshotSection, max_words: int = 30) -> list[str]:
@@ -115,11 +117,23 @@ def classify(
     num_workers: int = 0,
     max_words: int = 30,
     progress: bool = False,
+    split_image_emb: Tensor | None = None,
 ) -> dict[str, Any]:
-    """Zero-shot classification of a split's labelled images: metrics, per-class recall, confusion, counts."""
+    """Zero-shot classification of a split's labelled images: metrics, per-class recall, confusion, counts.
+
+    ``split_image_emb``: the split's image embeddings when a retrieval pass has made them already (the
+    bench does both tasks), so the labelled images are not decoded and embedded a second time.
+    """
     chosen = labelled_images(annotations, section)
+    if split_image_emb is not None and len(split_image_emb) != annotations.num_images:
+        raise ValueError(
+            f"{annotations.source}: {len(split_image_emb)} image embeddings given for {annotations.num_images} images"
+        )
     with embedding_pass(model, progress) as bar:
-        image_emb = embed_images(model, chosen.annotations, batch_size, num_workers, bar)
+        if split_image_emb is None:
+            image_emb = embed_images(model, chosen.annotations, batch_size, num_workers, bar)
+        else:
+            image_emb = split_image_emb[chosen.positions]
         prompts = class_prompts(chosen.classes, section, max_words)
         prompt_emb = embed_texts(model, prompts, batch_size, bar, "class prompts")
     scores = image_emb @ class_embeddings(prompt_emb, len(chosen.classes)).T
