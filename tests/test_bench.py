@@ -276,7 +276,8 @@ def test_seeds_run_each_cell_per_seed_and_the_leaderboard_pools_them(tmp_path: P
     [pooled] = [group for group in document["groups"] if group["group"] == cell]
     scores = [results[f"{cell}__seed{seed}"]["metrics"]["val"]["mR"] for seed in (0, 1)]
     top1 = [results[f"{cell}__seed{seed}"]["zeroshot"]["val"]["metrics"]["top1"] for seed in (0, 1)]
-    assert pooled["seeds"] == [0, 1] and pooled["lr"] == 1e-3
+    assert pooled["seeds"] == [0, 1] and pooled["lr"] == 1e-3  # in seed order, whichever scored higher
+    assert pooled["runs"] == [f"{cell}__seed0", f"{cell}__seed1"]
     assert pooled["val_mR_mean"] == pytest.approx(statistics.fmean(scores))
     assert pooled["val_mR_std"] == pytest.approx(statistics.stdev(scores))
     assert pooled["val_zs_top1_mean"] == pytest.approx(statistics.fmean(top1))

@@ -105,6 +105,7 @@ def grouped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((row["group"], row["lr"]), []).append(row)
     pooled = []
     for (name, _), members in groups.items():
+        members = sorted(members, key=lambda row: (row["seed"] is None, row["seed"] or 0, row["run"]))
         first = members[0]
         entry = {
             "group": name,
