@@ -8,9 +8,8 @@ _base_ = [
     "../datasets/rsicd.py",
     "../schedules/cpu_small.py",
 ]
-# One epoch, the grid's budget: the grid (16 runs, 82 min two at a time) and 3 seeds x 5 methods at two epochs
-# (~110 min) would not fit the benchmark's 3 CPU hours; at one epoch (~70 min) they do, and each method is
-# compared at the budget its rate was chosen for.
+# One epoch, the budget each method's rate was chosen for by its grid (below): the grid (82 min two at a time) and
+# 3 seeds x 5 methods at one epoch (41 min) keep the benchmark within its 3 CPU hours.
 schedule = dict(epochs=1, batch_size=64, lr=5e-4, warmup_ratio=0.05, num_workers=2, val_interval=1, log_interval=100)
 # `harma-zoo bench --preset rsicd-transfer-tune`: each rate trained one epoch (the recipe's seed, 3407), chosen on
 # val mR; rates within 0.1 mR of the best count as tied and the lowest of them is chosen. The grid spans 30x
