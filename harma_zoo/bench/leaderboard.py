@@ -2,10 +2,10 @@
 
 Every file is written atomically, so a reader never sees half of one. The rows come
 from the runs' ``result.json`` files. Runs of one group at one learning rate (the seeds of a cell,
-``bench --seeds``) are also pooled into a row of means and sample standard deviations; the plot puts each group's mean
-validation mR, with its standard deviation as an error bar, against the number of trainable
-parameters on a log axis (a run that trains nothing sits at x = 1), each method in its own colour
-in every plot.
+``bench --seeds``) are also pooled into a row of means and sample standard deviations; the plot
+puts each group's mean validation mR, with its standard deviation as an error bar, against the
+number of trainable parameters on a log axis (a run that trains nothing sits at x = 1), each
+method in its own colour in every plot.
 """
 
 from __future__ import annotations

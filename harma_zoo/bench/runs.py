@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from mmengine.config import Config
 from rich.console import Console
 
@@ -35,8 +34,7 @@ from harma_zoo.bench.leaderboard import ranked, rich_table, write_leaderboard
 from harma_zoo.bench.presets import PRESETS
 from harma_zoo.bench.variants import chosen_rates, with_lr_grid, with_seeds
 from harma_zoo.engine.console import print_table
-from harma_zoo.engine.evaluation import build_for_evaluation, default_device, embed_split
-from harma_zoo.engine.metric import retrieval_metrics
+from harma_zoo.engine.evaluation import build_for_evaluation, default_device, evaluate_with_images
 from harma_zoo.engine.recipe import load_split
 from harma_zoo.engine.report import metrics_table
 from harma_zoo.engine.train import train
@@ -58,13 +56,12 @@ def _evaluate_splits(cfg: Config, model) -> tuple[dict[str, dict], dict[str, dic
     model = model.to(default_device())
     batch, workers = cfg.schedule.get("val_batch_size", 64), cfg.schedule.get("num_workers", 0)
     section = zeroshot_section(cfg) if cfg.get("zeroshot") else None
+    words = cfg.data.get("max_words", 30)
     metrics, zeroshot = {}, {}
     for split in ["val"] + (["test"] if cfg.data.get("test") else []):
         annotations = load_split(cfg, split)
-        image_emb, text_emb = embed_split(model, annotations, batch, workers)  # as `evaluate` does
-        metrics[split] = retrieval_metrics(image_emb, text_emb, torch.as_tensor(annotations.caption_image))
+        metrics[split], image_emb = evaluate_with_images(model, annotations, batch, workers)
         if section is not None:
-            words = cfg.data.get("max_words", 30)
             zeroshot[split] = classify(model, annotations, section, batch, workers, words, split_image_emb=image_emb)
     return metrics, zeroshot
 

@@ -115,8 +115,16 @@ def evaluate(
     model: RetrievalModel, annotations: Annotations, batch_size: int = 64, num_workers: int = 0, progress: bool = False
 ) -> dict:
     """R@1/5/10 both ways and mR, in percent, of ``model`` on one split."""
+    return evaluate_with_images(model, annotations, batch_size, num_workers, progress)[0]
+
+
+def evaluate_with_images(
+    model: RetrievalModel, annotations: Annotations, batch_size: int = 64, num_workers: int = 0, progress: bool = False
+) -> tuple[dict, torch.Tensor]:
+    """``evaluate``'s metrics and the split's image embeddings, for a second task that reuses them (the
+    bench's zero-shot classification) instead of embedding the images again."""
     image_emb, text_emb = embed_split(model, annotations, batch_size, num_workers, progress=progress)
-    return retrieval_metrics(image_emb, text_emb, torch.as_tensor(annotations.caption_image))
+    return retrieval_metrics(image_emb, text_emb, torch.as_tensor(annotations.caption_image)), image_emb
 
 
 def build_for_evaluation(cfg, checkpoint: str | Path | None) -> tuple[RetrievalModel, dict]:
