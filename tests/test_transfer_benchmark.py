@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harma_zoo.bench.presets import TRANSFER_RECIPES
 from harma_zoo.cli import main
 from harma_zoo.data.annotations import scene_class
 from harma_zoo.engine.recipe import load_recipe, load_split
@@ -22,6 +23,7 @@ BACKBONE = "harma-tiny-vit-rsicd-source"
 PRETRAIN = "pretrain_tiny-vit_rsicd-source"
 TRANSFER = "harma_tiny-vit-rsicd-source_rsicd"
 FROZEN = "frozen_tiny-vit-rsicd-source_rsicd"
+TRAINED = [recipe for recipe in TRANSFER_RECIPES if recipe != FROZEN]  # `frozen` trains nothing
 
 
 def test_the_source_domain_is_every_other_scene_class(shared_data: Path) -> None:
@@ -59,8 +61,7 @@ def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex,
     backbone = shipped.backbone(BACKBONE)
     assert backbone.weights.kind == "file" and backbone.weights.sha256
     published = {entry.recipe: entry for entry in _transfer_checkpoints(shipped)}
-    trained = [f"{m}_tiny-vit-rsicd-source_rsicd" for m in ("harma", "harma-paper", "lora", "adapter", "full")]
-    assert sorted(published) == sorted(trained)  # `frozen` trains nothing, so it publishes nothing
+    assert sorted(published) == sorted(TRAINED)  # `frozen` trains nothing, so it publishes nothing
     for recipe, entry in published.items():
         assert entry.name == recipe and recipe_path(recipe).is_file() and entry.selected_on == "val"
         assert entry.dataset["name"] == "rsicd" and entry.metrics["val"]["mR"] > 0
@@ -68,7 +69,7 @@ def test_the_transfer_backbone_and_its_adapters_are_published(shipped: ZooIndex,
     listed = {row["name"] for row in json.loads(capsys.readouterr().out)}
     assert listed == set(published)
     assert main(["list", "recipes", "--backbone", BACKBONE, "--json"]) == 0
-    assert {row["name"] for row in json.loads(capsys.readouterr().out)} == {*trained, FROZEN}
+    assert {row["name"] for row in json.loads(capsys.readouterr().out)} == {*TRAINED, FROZEN}
     total = sum((PROJECT / path).stat().st_size for path, _ in _shipped_files(shipped).values())
     assert total <= 50 * 2**20  # the repository's zoo files, backbone included, stay under 50 MB
 
@@ -135,9 +136,6 @@ def test_the_kept_leaderboard_is_three_seeds_a_method_and_the_zoo_publishes_each
         assert entry.metrics["val"]["mR"] == pytest.approx(median["val_mR"], abs=1e-9)
         assert median["trainable_params"] == entry.parameters["trainable"] == group["trainable_params"]
         assert f"seed {median['seed']};" in entry.description
-
-
-TRAINED = [f"{m}_tiny-vit-rsicd-source_rsicd" for m in ("harma", "harma-paper", "lora", "adapter", "full")]
 
 
 def test_the_kept_learning_rate_grids_cover_each_recipe_and_choose_by_its_rule() -> None:

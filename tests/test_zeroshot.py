@@ -12,7 +12,7 @@ from PIL import Image
 
 from harma_zoo.cli import main
 from harma_zoo.data.readers import read_class_folders
-from harma_zoo.engine.evaluation import build_for_evaluation, embed_split
+from harma_zoo.engine.evaluation import build_for_evaluation, evaluate_with_images
 from harma_zoo.engine.recipe import load_recipe, load_split
 from harma_zoo.engine.recipe_schema import RecipeError, ZeroshotSection, validate_recipe
 from harma_zoo.engine.zeroshot import (
@@ -120,7 +120,7 @@ def test_classifying_with_the_retrieval_pass_embeddings_matches_embedding_again(
     model, _ = build_for_evaluation(cfg, None)
     split = load_split(cfg, "val")
     section = zeroshot_section(cfg)
-    image_emb, _ = embed_split(model, split)
+    _, image_emb = evaluate_with_images(model, split)
     embedded_again = classify(model, split, section)
 
     def no_second_pass(pixels: torch.Tensor) -> torch.Tensor:
